@@ -1,0 +1,225 @@
+//! Typed settings, layered: defaults in code → optional TOML file →
+//! `GLASSGUARD_*` environment variables → command-line flags. Everything is
+//! validated at load into typed values; a bad setting stops start-up with a
+//! message naming it.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server keeps its data.
+#[derive(Clone, Debug)]
+pub enum DatabaseUrl {
+    /// SQLite file (the embedded default, under the data directory).
+    Sqlite(PathBuf),
+    /// PostgreSQL connection URL (kept out of Debug output: it may hold a password).
+    Postgres(secrecy::SecretString),
+}
+
+impl PartialEq for DatabaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => a == b,
+            (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
+/// The validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (SQLite file, key file, objects).
+    pub data_dir: PathBuf,
+    /// Database.
+    pub database: DatabaseUrl,
+    /// Master key file (the local key source).
+    pub master_key_file: PathBuf,
+    /// Optional directory of Cedar policies overriding the embedded ones.
+    pub policies_dir: Option<PathBuf>,
+    /// Optional plan catalog overriding the embedded one.
+    pub plans_file: Option<PathBuf>,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_ttl: Duration,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Seed demo data at start-up.
+    pub demo: bool,
+}
+
+/// Raw, optional settings as read from one layer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// `listen`.
+    pub listen: Option<String>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `database_url`.
+    pub database_url: Option<String>,
+    /// `master_key_file`.
+    pub master_key_file: Option<PathBuf>,
+    /// `policies_dir`.
+    pub policies_dir: Option<PathBuf>,
+    /// `plans_file`.
+    pub plans_file: Option<PathBuf>,
+    /// `access_ttl_seconds`.
+    pub access_ttl_seconds: Option<u64>,
+    /// `refresh_ttl_seconds`.
+    pub refresh_ttl_seconds: Option<u64>,
+    /// `body_limit_bytes`.
+    pub body_limit_bytes: Option<usize>,
+    /// `demo`.
+    pub demo: Option<bool>,
+}
+
+impl Layer {
+    /// Values from `GLASSGUARD_*` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |k: &str| std::env::var(format!("GLASSGUARD_{k}")).ok().filter(|v| !v.is_empty());
+        let num = |k: &str| -> Result<Option<u64>, ConfigError> {
+            var(k).map(|v| v.parse().map_err(|_| ConfigError(format!("GLASSGUARD_{k} must be a number")))).transpose()
+        };
+        Ok(Self {
+            listen: var("LISTEN"),
+            data_dir: var("DATA_DIR").map(PathBuf::from),
+            database_url: var("DATABASE_URL"),
+            master_key_file: var("MASTER_KEY_FILE").map(PathBuf::from),
+            policies_dir: var("POLICIES_DIR").map(PathBuf::from),
+            plans_file: var("PLANS_FILE").map(PathBuf::from),
+            access_ttl_seconds: num("ACCESS_TTL_SECONDS")?,
+            refresh_ttl_seconds: num("REFRESH_TTL_SECONDS")?,
+            body_limit_bytes: num("BODY_LIMIT_BYTES")?.map(|v| v as usize),
+            demo: var("DEMO").map(|v| v == "1" || v == "true"),
+        })
+    }
+
+    /// Values from a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// `other` wins where it has a value.
+    pub fn overlay(self, other: Layer) -> Layer {
+        Layer {
+            listen: other.listen.or(self.listen),
+            data_dir: other.data_dir.or(self.data_dir),
+            database_url: other.database_url.or(self.database_url),
+            master_key_file: other.master_key_file.or(self.master_key_file),
+            policies_dir: other.policies_dir.or(self.policies_dir),
+            plans_file: other.plans_file.or(self.plans_file),
+            access_ttl_seconds: other.access_ttl_seconds.or(self.access_ttl_seconds),
+            refresh_ttl_seconds: other.refresh_ttl_seconds.or(self.refresh_ttl_seconds),
+            body_limit_bytes: other.body_limit_bytes.or(self.body_limit_bytes),
+            demo: other.demo.or(self.demo),
+        }
+    }
+
+    /// Validates into settings, filling defaults.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen: SocketAddr =
+            listen.parse().map_err(|_| ConfigError(format!("listen address {listen:?} is not HOST:PORT")))?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database = match self.database_url {
+            None => DatabaseUrl::Sqlite(data_dir.join("glassguard.db")),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                DatabaseUrl::Postgres(secrecy::SecretString::from(u))
+            }
+            Some(u) if u.starts_with("sqlite://") => DatabaseUrl::Sqlite(PathBuf::from(&u["sqlite://".len()..])),
+            Some(_) => return Err(ConfigError("database_url must start with postgres:// or sqlite://".into())),
+        };
+        let access = self.access_ttl_seconds.unwrap_or(15 * 60);
+        let refresh = self.refresh_ttl_seconds.unwrap_or(30 * 24 * 3600);
+        if access == 0 || access > 3600 {
+            return Err(ConfigError("access_ttl_seconds must be between 1 and 3600 (access tokens are short-lived)".into()));
+        }
+        if refresh <= access {
+            return Err(ConfigError("refresh_ttl_seconds must be longer than access_ttl_seconds".into()));
+        }
+        let body_limit_bytes = self.body_limit_bytes.unwrap_or(64 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&body_limit_bytes) {
+            return Err(ConfigError("body_limit_bytes must be between 1 KiB and 16 MiB".into()));
+        }
+        Ok(Settings {
+            listen,
+            master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            data_dir,
+            database,
+            policies_dir: self.policies_dir,
+            plans_file: self.plans_file,
+            access_ttl: Duration::from_secs(access),
+            refresh_ttl: Duration::from_secs(refresh),
+            body_limit_bytes,
+            demo: self.demo.unwrap_or(false),
+        })
+    }
+}
+
+impl Settings {
+    /// Settings for a test or an embedded run: everything under `data_dir`.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Settings {
+        Layer { data_dir: Some(data_dir.into()), listen: Some("127.0.0.1:0".into()), ..Layer::default() }
+            .resolve()
+            .unwrap_or_else(|_| unreachable_defaults())
+    }
+}
+
+fn unreachable_defaults() -> Settings {
+    // The defaults above always validate; kept separate so no caller needs unwrap.
+    Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: PathBuf::from("./data"),
+        database: DatabaseUrl::Sqlite(PathBuf::from("./data/glassguard.db")),
+        master_key_file: PathBuf::from("./data/master.key"),
+        policies_dir: None,
+        plans_file: None,
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        body_limit_bytes: 64 * 1024,
+        demo: false,
+    }
+}
+
+/// A setting is missing or wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_a_working_embedded_system() {
+        let s = Layer::default().resolve().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database, DatabaseUrl::Sqlite(PathBuf::from("./data/glassguard.db")));
+    }
+
+    #[test]
+    fn later_layers_win_and_bad_values_are_named() {
+        let s = Layer { listen: Some("0.0.0.0:1".into()), ..Default::default() }
+            .overlay(Layer { listen: Some("127.0.0.1:9".into()), ..Default::default() })
+            .resolve()
+            .unwrap();
+        assert_eq!(s.listen.port(), 9);
+        let e = Layer { listen: Some("nope".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("nope"));
+        let e = Layer { database_url: Some("mysql://x".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn database_url_is_not_in_debug_output() {
+        let s = Layer { database_url: Some("postgres://u:hunter2@h/db".into()), ..Default::default() }.resolve().unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

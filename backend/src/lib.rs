@@ -1,0 +1,114 @@
+//! The Glassguard insurer backend: partners, sales, policies, claims and
+//! vouchers over HTTP, on SQLite (default) or PostgreSQL.
+//!
+//! Data flows in at the HTTP edge ([`http`]), where bodies are parsed into
+//! the protocol's domain types and every request is put to the one
+//! [`authz::Authorizer`]; business rules come from the plan catalog
+//! ([`plans`]); storage ([`store`]) encrypts PII with keys from [`crypto`]
+//! and writes each change together with its audit entry and its outbox
+//! notification; the [`notifier`] drains the outbox.
+//!
+//! [`launch_with_listener`] starts the whole server on a given listener; the
+//! binary and the tests both use it.
+
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod notifier;
+pub mod plans;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::{KeySource, LocalKeyFile};
+use crate::http::AppState;
+use crate::store::Store;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The state handlers share (tests use it to reach the store).
+    pub state: AppState,
+    /// Wakes the notification worker.
+    pub notify: Arc<tokio::sync::Notify>,
+    serve: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Runs until the serve task ends.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let r = (&mut self.serve).await;
+        self.worker.abort();
+        r.context("server task failed")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.serve.abort();
+        self.worker.abort();
+    }
+}
+
+/// Builds the application state: storage, keys, policies, catalog.
+pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let store = Store::open(&settings.database).await.context("cannot open the database")?;
+    let source = LocalKeyFile::new(settings.master_key_file.clone());
+    let master = source.load().await.with_context(|| format!("cannot load the master key ({})", source.describe()))?;
+    let keys = store.open_keyring(master).await.context("cannot open the keyring: is this the master key this database was made with?")?;
+    let authz = match &settings.policies_dir {
+        Some(dir) => authz::Authorizer::from_dir(dir),
+        None => authz::Authorizer::embedded(),
+    }
+    .context("authorization policies are invalid")?;
+    let catalog = match &settings.plans_file {
+        Some(p) => plans::Catalog::parse(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => plans::Catalog::parse(plans::EMBEDDED_CATALOG),
+    }
+    .context("the plan catalog is invalid")?;
+    Ok(AppState {
+        store,
+        keys,
+        authz,
+        catalog: Arc::new(catalog),
+        clock,
+        settings: Arc::new(settings),
+        sessions: Default::default(),
+        limiter: Default::default(),
+    })
+}
+
+/// Starts the server on `listener` with the dev SMS inbox.
+pub async fn launch_with_listener(settings: Settings, clock: Arc<dyn Clock>, listener: TcpListener) -> anyhow::Result<Server> {
+    let state = build_state(settings, clock).await?;
+    if state.settings.demo {
+        demo::seed(&state).await.context("cannot seed demo data")?;
+    }
+    let addr = listener.local_addr()?;
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let sender = Arc::new(notifier::DevInbox::new(state.store.clone(), state.keys.clone(), state.clock.clone()));
+    let worker = tokio::spawn(notifier::run(state.store.clone(), state.keys.clone(), state.clock.clone(), sender, notify.clone()));
+    let app = http::app(state.clone());
+    let serve = tokio::spawn(async move {
+        let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(listener, svc).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Server { addr, state, notify, serve, worker })
+}
