@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
@@ -44,12 +43,21 @@ pub fn bench(root: &Path, args: &[OsString]) -> Result<()> {
     }
     // The workspace's own target/bench, even when CARGO_TARGET_DIR is elsewhere.
     let out_dir = root.join("target").join("bench");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut reports = Vec::new();
     for bench in &selected {
-        eprintln!("\n==== bench {} ({} --bench {}) ====", bench.name, bench.package, bench.target);
-        let started = SystemTime::now();
+        eprintln!(
+            "\n==== bench {} ({} --bench {}) ====",
+            bench.name, bench.package, bench.target
+        );
+        let report = out_dir.join(format!("{}.json", bench.name));
+        // Remove the previous results so a bench that writes nothing cannot pass.
+        match std::fs::remove_file(&report) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("removing old {}", report.display()));
+            }
+            _ => {}
+        }
         let mut cmd = cargo(root);
         cmd.args(["bench", "-p", bench.package, "--bench", bench.target])
             .env(OUT_VAR, &out_dir);
@@ -57,11 +65,7 @@ pub fn bench(root: &Path, args: &[OsString]) -> Result<()> {
             cmd.arg("--").args(passthrough);
         }
         run(&mut cmd)?;
-        let report = out_dir.join(format!("{}.json", bench.name));
-        let fresh = std::fs::metadata(&report)
-            .and_then(|m| m.modified())
-            .is_ok_and(|modified| modified >= started);
-        if !fresh {
+        if !report.is_file() {
             bail!(
                 "bench `{}` finished but did not write {} (it must write ${OUT_VAR}/{}.json)",
                 bench.name,
@@ -99,7 +103,11 @@ fn parse_args(args: &[OsString]) -> Result<(Vec<Bench>, &[OsString])> {
             Some(bench) => vec![*bench],
             None => bail!(
                 "unknown bench `{name}`; registered: {}",
-                BENCHES.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+                BENCHES
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
     };

@@ -26,7 +26,9 @@ pub fn workspace_root() -> Result<PathBuf> {
             return Ok(root.to_path_buf());
         }
     }
-    bail!("cannot find the workspace root (expected xtask/ directly under it); run via `cargo xtask`")
+    bail!(
+        "cannot find the workspace root (expected xtask/ directly under it); run via `cargo xtask`"
+    )
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.
@@ -167,7 +169,9 @@ mod tests {
     #[test]
     fn displays_env_and_quotes() {
         let mut cmd = Command::new("echo");
-        cmd.env("A", "1").env_remove("B").args(["x y", "it's", "plain"]);
+        cmd.env("A", "1")
+            .env_remove("B")
+            .args(["x y", "it's", "plain"]);
         assert_eq!(display(&cmd), r"env -u B A=1 echo 'x y' 'it'\''s' plain");
     }
 }

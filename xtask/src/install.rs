@@ -135,7 +135,11 @@ impl Installer {
                 sysroot.current_dir(&self.root).args(["--print", "sysroot"]);
                 let out = capture(&mut sysroot)?.context("neither rustup nor rustc found")?;
                 let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                if Path::new(&sysroot).join("lib/rustlib").join(target).is_dir() {
+                if Path::new(&sysroot)
+                    .join("lib/rustlib")
+                    .join(target)
+                    .is_dir()
+                {
                     self.record(what, false);
                     Ok(())
                 } else {
@@ -213,7 +217,9 @@ impl Installer {
             self.record(what, false);
             return Ok(bin_path);
         }
-        eprintln!("building {krate} {version} from source with cargo install (this can take minutes)");
+        eprintln!(
+            "building {krate} {version} from source with cargo install (this can take minutes)"
+        );
         run(cmd::cargo(&self.root)
             .args(["install", krate, "--version", version])
             .stdin(Stdio::null()))?;
@@ -253,28 +259,33 @@ impl Installer {
             self.record(format!("python venv {}", dir.display()), true);
         }
 
-        let out = capture(
-            Command::new(&python)
-                .args(["-m", "pip", "freeze", "--all", "--disable-pip-version-check"]),
-        )?
+        let out = capture(Command::new(&python).args([
+            "-m",
+            "pip",
+            "freeze",
+            "--all",
+            "--disable-pip-version-check",
+        ]))?
         .context("the venv's python vanished")?;
         if !out.status.success() {
-            bail!("pip freeze failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "pip freeze failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let frozen: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| line.split_once("=="))
             .map(|(n, v)| (normalize_pip_name(n), v.trim().to_owned()))
             .collect();
-        let (present, missing): (Vec<&str>, Vec<&str>) =
-            requirements.iter().partition(|spec| {
-                let (name, version) = parse_pip_spec(spec);
-                match (frozen.get(&name), version) {
-                    (Some(have), Some(want)) => *have == want,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                }
-            });
+        let (present, missing): (Vec<&str>, Vec<&str>) = requirements.iter().partition(|spec| {
+            let (name, version) = parse_pip_spec(spec);
+            match (frozen.get(&name), version) {
+                (Some(have), Some(want)) => *have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        });
         for spec in present {
             self.record(format!("pip {spec} (venv-{name})"), false);
         }
@@ -368,7 +379,9 @@ fn cargo_installed_versions(root: &Path) -> Result<BTreeMap<String, String>> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(parse_cargo_install_list(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_cargo_install_list(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
 }
 
 /// Parses `name v1.2.3:` / `name v1.2.3 (source):` header lines.
@@ -439,7 +452,8 @@ mod tests {
 
     #[test]
     fn parses_cargo_install_list() {
-        let listing = "cargo-nextest v0.9.67:\n    cargo-nextest\nfoo v1.0.0 (/src/foo):\n    foo\n";
+        let listing =
+            "cargo-nextest v0.9.67:\n    cargo-nextest\nfoo v1.0.0 (/src/foo):\n    foo\n";
         let parsed = parse_cargo_install_list(listing);
         assert_eq!(parsed["cargo-nextest"], "0.9.67");
         assert_eq!(parsed["foo"], "1.0.0");
@@ -459,7 +473,10 @@ mod tests {
 
     #[test]
     fn parses_npm_specs() {
-        assert_eq!(parse_npm_spec("@scope/pkg@1.2.3"), ("@scope/pkg", Some("1.2.3")));
+        assert_eq!(
+            parse_npm_spec("@scope/pkg@1.2.3"),
+            ("@scope/pkg", Some("1.2.3"))
+        );
         assert_eq!(parse_npm_spec("@scope/pkg"), ("@scope/pkg", None));
         assert_eq!(parse_npm_spec("pkg@2"), ("pkg", Some("2")));
         assert_eq!(

@@ -28,6 +28,7 @@ mod setup;
 mod suite;
 
 use std::ffi::OsString;
+use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
@@ -43,7 +44,18 @@ fn usage() -> String {
     )
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the cause chain; no backtrace, these are user-facing errors.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> Result<()> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
         eprintln!("{}", usage());

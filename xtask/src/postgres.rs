@@ -35,7 +35,10 @@ pub fn ensure(installer: &mut Installer, ci: bool) -> Result<Postgres> {
     let configured = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty());
     let url = configured.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
     let (host, port) = host_port(&url).with_context(|| {
-        format!("cannot read host and port from {URL_VAR}={}", redact_url(&url))
+        format!(
+            "cannot read host and port from {URL_VAR}={}",
+            redact_url(&url)
+        )
     })?;
     let target = format!("{host}:{port}");
     let source = if configured.is_some() {
@@ -72,10 +75,8 @@ pub fn banner(target: &str) -> String {
     let lines = [
         format!("WARNING: PostgreSQL is NOT reachable at {target}."),
         "The PostgreSQL half of the conformance suite will NOT run;".to_owned(),
-        "only SQLite is being tested. A green run here proves nothing about PostgreSQL."
-            .to_owned(),
-        "To fix: start PostgreSQL (Debian: pg_ctlcluster <version> main start) or set"
-            .to_owned(),
+        "only SQLite is being tested. A green run here proves nothing about PostgreSQL.".to_owned(),
+        "To fix: start PostgreSQL (Debian: pg_ctlcluster <version> main start) or set".to_owned(),
         format!("{URL_VAR}=postgres://USER@HOST:PORT/DB (the harness creates its own databases)."),
     ];
     let mut out = format!("\n{rule}\n");
@@ -108,10 +109,14 @@ fn start_debian_clusters(host: &str, port: u16) -> Result<bool> {
         let started = run(Command::new("pg_ctlcluster")
             .args(["--skip-systemctl-redirect", version, "main", "start"])
             .stdin(Stdio::null()));
-        if let Err(err) = started {
-            eprintln!("PostgreSQL: {err:#}");
-        }
-        if wait_until_reachable(host, port, Duration::from_secs(15)) {
+        let patience = match started {
+            Ok(()) => Duration::from_secs(15),
+            Err(err) => {
+                eprintln!("PostgreSQL: {err:#}");
+                Duration::ZERO
+            }
+        };
+        if wait_until_reachable(host, port, patience) {
             return Ok(true);
         }
     }
@@ -212,7 +217,10 @@ mod tests {
     fn parses_host_and_port() {
         let hp = |u| host_port(u).unwrap();
         assert_eq!(hp(DEFAULT_URL), ("127.0.0.1".into(), 5432));
-        assert_eq!(hp("postgresql://u:p@db.example:6543/x?sslmode=disable"), ("db.example".into(), 6543));
+        assert_eq!(
+            hp("postgresql://u:p@db.example:6543/x?sslmode=disable"),
+            ("db.example".into(), 6543)
+        );
         assert_eq!(hp("postgres://[::1]:5433/x"), ("::1".into(), 5433));
         assert_eq!(hp("postgres://localhost"), ("localhost".into(), 5432));
         assert_eq!(hp("postgres:///db"), ("localhost".into(), 5432));

@@ -25,9 +25,16 @@ pub fn run(root: &Path, args: &[OsString]) -> Result<()> {
     installer.report();
 
     let mut cmd = cargo(root);
-    cmd.args(["run", "-p", "glassguard-server", "--bin", "glassguard", "--"])
-        .args(["serve", "--demo", "--data-dir", "./data"])
-        .args(args);
+    cmd.args([
+        "run",
+        "-p",
+        "glassguard-server",
+        "--bin",
+        "glassguard",
+        "--",
+    ])
+    .args(["serve", "--demo", "--data-dir", "./data"])
+    .args(args);
     if std::env::var_os(LISTEN_VAR).is_none_or(|v| v.is_empty()) {
         cmd.env(LISTEN_VAR, DEFAULT_LISTEN);
     }

@@ -56,7 +56,11 @@ impl Pipeline {
     }
 
     fn header(&self, name: &str, what: &str) {
-        let title = format!("==== [{}/{}] {name}: {what} ", self.steps.len() + 1, self.total);
+        let title = format!(
+            "==== [{}/{}] {name}: {what} ",
+            self.steps.len() + 1,
+            self.total
+        );
         let pad = 78usize.saturating_sub(title.len());
         eprintln!("\n{title}{}", "=".repeat(pad));
     }
@@ -117,7 +121,8 @@ impl Pipeline {
                 Outcome::Skipped(_) | Outcome::NotRun => String::new(),
                 _ => format!("{:.1}s", step.seconds),
             };
-            eprintln!("  {label:<8} {:<11} {time:>7}  {note}", step.name);
+            let line = format!("  {label:<8} {:<11} {time:>7}  {note}", step.name);
+            eprintln!("{}", line.trim_end());
         }
         let failed: Vec<&str> = self
             .steps
@@ -127,7 +132,11 @@ impl Pipeline {
             .collect();
         eprintln!(
             "  total {total_seconds:.1}s: {}",
-            if failed.is_empty() { "PASSED" } else { "FAILED" }
+            if failed.is_empty() {
+                "PASSED"
+            } else {
+                "FAILED"
+            }
         );
         if !failed.is_empty() {
             bail!("cargo xtask test failed at step `{}`", failed.join("`, `"));
@@ -157,15 +166,11 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
     let mut pipeline = Pipeline::new(7);
     let mut installer = Installer::new(root);
 
-    pipeline.step(
-        "set-up",
-        "toolchain targets and tools",
-        || {
-            setup::ensure(&mut installer)?;
-            installer.report();
-            Ok(Outcome::Ok(Some(installer.summary())))
-        },
-    );
+    pipeline.step("set-up", "toolchain targets and tools", || {
+        setup::ensure(&mut installer)?;
+        installer.report();
+        Ok(Outcome::Ok(Some(installer.summary())))
+    });
 
     if options.quick {
         pipeline.skip("fmt", "--quick");
@@ -310,7 +315,9 @@ mod tests {
 
     #[test]
     fn detects_doc_code_blocks() {
-        assert!(doc_has_code("/// ```\n/// assert!(true);\n/// ```\nfn f() {}"));
+        assert!(doc_has_code(
+            "/// ```\n/// assert!(true);\n/// ```\nfn f() {}"
+        ));
         assert!(doc_has_code("    //! ```rust"));
         assert!(doc_has_code("#![doc = include_str!(\"../README.md\")]"));
         assert!(!doc_has_code("/// plain docs\nlet s = \"```\";"));

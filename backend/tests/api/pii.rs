@@ -1,0 +1,1 @@
+//! PII at rest.
