@@ -51,6 +51,10 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Seed demo data at start-up.
     pub demo: bool,
+    /// OTP sends allowed per client address per hour.
+    pub ip_otp_per_hour: u32,
+    /// Sign-in attempts allowed per client address per hour.
+    pub ip_sign_in_per_hour: u32,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -77,6 +81,10 @@ pub struct Layer {
     pub body_limit_bytes: Option<usize>,
     /// `demo`.
     pub demo: Option<bool>,
+    /// `ip_otp_per_hour`.
+    pub ip_otp_per_hour: Option<u32>,
+    /// `ip_sign_in_per_hour`.
+    pub ip_sign_in_per_hour: Option<u32>,
 }
 
 impl Layer {
@@ -97,6 +105,8 @@ impl Layer {
             refresh_ttl_seconds: num("REFRESH_TTL_SECONDS")?,
             body_limit_bytes: num("BODY_LIMIT_BYTES")?.map(|v| v as usize),
             demo: var("DEMO").map(|v| v == "1" || v == "true"),
+            ip_otp_per_hour: num("IP_OTP_PER_HOUR")?.map(|v| v as u32),
+            ip_sign_in_per_hour: num("IP_SIGN_IN_PER_HOUR")?.map(|v| v as u32),
         })
     }
 
@@ -119,6 +129,8 @@ impl Layer {
             refresh_ttl_seconds: other.refresh_ttl_seconds.or(self.refresh_ttl_seconds),
             body_limit_bytes: other.body_limit_bytes.or(self.body_limit_bytes),
             demo: other.demo.or(self.demo),
+            ip_otp_per_hour: other.ip_otp_per_hour.or(self.ip_otp_per_hour),
+            ip_sign_in_per_hour: other.ip_sign_in_per_hour.or(self.ip_sign_in_per_hour),
         }
     }
 
@@ -159,6 +171,8 @@ impl Layer {
             refresh_ttl: Duration::from_secs(refresh),
             body_limit_bytes,
             demo: self.demo.unwrap_or(false),
+            ip_otp_per_hour: self.ip_otp_per_hour.unwrap_or(30),
+            ip_sign_in_per_hour: self.ip_sign_in_per_hour.unwrap_or(60),
         })
     }
 }
@@ -185,6 +199,8 @@ fn unreachable_defaults() -> Settings {
         refresh_ttl: Duration::from_secs(30 * 24 * 3600),
         body_limit_bytes: 64 * 1024,
         demo: false,
+        ip_otp_per_hour: 30,
+        ip_sign_in_per_hour: 60,
     }
 }
 

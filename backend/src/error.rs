@@ -53,7 +53,6 @@ impl ApiError {
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(ErrorCode::InvalidRequest, _) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,

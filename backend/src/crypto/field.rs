@@ -68,7 +68,9 @@ impl DataKey {
         Self { bytes }
     }
 
-    /// The raw key, for wrapping only.
+    /// The raw key, for tests comparing keys (wrapping works on the bytes
+    /// before they become a `DataKey`).
+    #[cfg(test)]
     pub(super) fn expose(&self) -> &[u8; 32] {
         &self.bytes
     }
@@ -172,7 +174,10 @@ mod tests {
     fn open_str_rejects_non_utf8() {
         let k = key();
         let sealed = k.seal(&AAD, &[0xff, 0xfe]);
-        assert!(matches!(k.open_str(&AAD, &sealed), Err(CryptoError::NotUtf8)));
+        assert!(matches!(
+            k.open_str(&AAD, &sealed),
+            Err(CryptoError::NotUtf8)
+        ));
     }
 
     #[test]

@@ -502,7 +502,10 @@ mod tests {
         let dek2 = opened
             .unwrap_data_key("claims/42", &wrapped)
             .expect("unwrap");
-        assert_eq!(dek2.open_str(&ROW, &sealed).expect("open"), "IFSC0001 12345");
+        assert_eq!(
+            dek2.open_str(&ROW, &sealed).expect("open"),
+            "IFSC0001 12345"
+        );
     }
 
     #[test]
@@ -640,7 +643,9 @@ mod tests {
 
         // System keys can be re-wrapped too, and still open.
         let otp = k.rewrap("system/otp", &stored[1].1).expect("rewrap system");
-        let blind = k.rewrap("system/blind_index", &stored[0].1).expect("rewrap");
+        let blind = k
+            .rewrap("system/blind_index", &stored[0].1)
+            .expect("rewrap");
         assert!(k.rewrap("system/otp", &stored[0].1).is_err());
         let _ = (otp, blind);
     }

@@ -351,8 +351,7 @@ mod tests {
             format!("{}\n{}\n", "11".repeat(32), "22".repeat(32)),
         ] {
             std::fs::write(&path, &content).expect("write");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
             let err = block_on(LocalKeyFile::new(&path).load()).expect_err("must refuse");
             assert!(
                 matches!(err, CryptoError::KeyFileCorrupt { .. }),

@@ -143,7 +143,10 @@ mod tests {
         // plain `% 10` on bytes (~+2.4% on 0-5) would not be caught here,
         // but a broken mapping (missing or doubled digits) is.
         for (digit, &n) in counts.iter().enumerate() {
-            assert!((1_000..1_400).contains(&n), "digit {digit} appeared {n} times");
+            assert!(
+                (1_000..1_400).contains(&n),
+                "digit {digit} appeared {n} times"
+            );
         }
         assert_eq!(random_digits(0), "");
         assert_eq!(random_digits(1_000).len(), 1_000);
@@ -156,7 +159,11 @@ mod tests {
         assert_eq!(code.len(), 5_000);
         assert!(code.bytes().all(|c| alphabet.contains(&c)));
         for &c in alphabet {
-            assert!(code.as_bytes().contains(&c), "{} never drawn", char::from(c));
+            assert!(
+                code.as_bytes().contains(&c),
+                "{} never drawn",
+                char::from(c)
+            );
         }
         assert_eq!(random_code(b"x", 3), "xxx");
     }

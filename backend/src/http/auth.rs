@@ -103,7 +103,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// Sends a code, within the limits; the same answer whether or not the phone is known.
 pub(crate) async fn send_otp(state: &AppState, caller: &Caller, phone: &PhoneNumber, purpose: OtpPurpose) -> ApiResult<OtpSent> {
     if let Some(ip) = caller.ip {
-        state.limiter.check("otp_ip", &ip.to_string(), 30, std::time::Duration::from_secs(3600))?;
+        state.limiter.check("otp_ip", &ip.to_string(), state.settings.ip_otp_per_hour, std::time::Duration::from_secs(3600))?;
     }
     let code = random_digits(6);
     match state.store.issue_otp(&state.keys, phone, purpose, &code, state.now()).await? {
@@ -173,7 +173,7 @@ async fn request_otp(State(state): State<AppState>, caller: Caller, Json(req): J
 async fn sign_in(State(state): State<AppState>, caller: Caller, Json(req): Json<SignInRequest>) -> ApiResult<Json<Session>> {
     state.authorize(&caller, Action::SessionCreate, &Resource::Collection("sessions"))?;
     if let Some(ip) = caller.ip {
-        state.limiter.check("sign_in_ip", &ip.to_string(), 60, std::time::Duration::from_secs(3600))?;
+        state.limiter.check("sign_in_ip", &ip.to_string(), state.settings.ip_sign_in_per_hour, std::time::Duration::from_secs(3600))?;
     }
     check_otp(&state, &req.phone, OtpPurpose::SignIn, &req.code).await?;
     let now = state.now();
