@@ -21,8 +21,8 @@
 //! callers' sessions.
 //!
 //! One-time codes are issued through the store rather than
-//! `POST /v1/auth/otp`: the server allows 30 sends per hour per client
-//! address, and the set-up needs more than that. The per-phone limits
+//! `POST /v1/auth/otp`: by default the server allows 30 sends per hour per
+//! client address, and the set-up needs more than that. The per-phone limits
 //! (one a minute, five an hour) still apply; the clock is moved past them
 //! and the callers' tokens refreshed, so no token outlives its 15 minutes.
 
@@ -130,28 +130,50 @@ impl Row {
 
     /// Calls that use up their target when they succeed.
     fn consumes_target(&self) -> bool {
-        matches!((self.method.as_str(), self.route()), ("POST", "/v1/claims" | TRANSITIONS | "/v1/vouchers/redeem"))
+        matches!(
+            (self.method.as_str(), self.route()),
+            ("POST", "/v1/claims" | TRANSITIONS | "/v1/vouchers/redeem")
+        )
     }
 }
 
 fn parse_table() -> Vec<Row> {
-    let mut lines = TABLE.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = TABLE
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().expect("authz_matrix.tsv is empty");
-    assert_eq!(header, HEADER, "authz_matrix.tsv: the header must be exactly the columns this test knows");
+    assert_eq!(
+        header, HEADER,
+        "authz_matrix.tsv: the header must be exactly the columns this test knows"
+    );
     lines
         .map(|(i, l)| {
             let line = i + 1;
             let cells: Vec<&str> = l.split('\t').collect();
-            assert_eq!(cells.len(), 3 + CALLERS.len(), "authz_matrix.tsv line {line}: {} cells, not {}", cells.len(), 3 + CALLERS.len());
+            assert_eq!(
+                cells.len(),
+                3 + CALLERS.len(),
+                "authz_matrix.tsv line {line}: {} cells, not {}",
+                cells.len(),
+                3 + CALLERS.len()
+            );
             let mut expect = [false; 10];
             for (e, cell) in expect.iter_mut().zip(&cells[3..]) {
                 *e = match *cell {
                     "allow" => true,
                     "deny" => false,
-                    other => panic!("authz_matrix.tsv line {line}: {other:?} is neither allow nor deny"),
+                    other => {
+                        panic!("authz_matrix.tsv line {line}: {other:?} is neither allow nor deny")
+                    }
                 };
             }
-            Row { line, method: cells[0].to_string(), path: cells[1].to_string(), expect }
+            Row {
+                line,
+                method: cells[0].to_string(),
+                path: cells[1].to_string(),
+                expect,
+            }
         })
         .collect()
 }
@@ -185,7 +207,9 @@ fn route_to(state: &str) -> &'static [&'static str] {
 }
 
 fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
 }
 
 /// A signed-in caller.
@@ -229,16 +253,33 @@ impl World {
 
     fn fresh_pan(&mut self) -> String {
         let n = self.next();
-        format!("AAPF{}{:04}K", char::from(b'A' + (n / 10_000 % 26) as u8), n % 10_000)
+        format!(
+            "AAPF{}{:04}K",
+            char::from(b'A' + (n / 10_000 % 26) as u8),
+            n % 10_000
+        )
     }
 
-    async fn call(&self, who: Who, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let token = self.actors.get(&who).map(|a| a.access.clone());
         self.app.call(method, path, token.as_deref(), body).await
     }
 
     /// A set-up call that must answer `want`.
-    async fn must(&self, who: Who, method: Method, path: &str, body: Option<Value>, want: StatusCode) -> Value {
+    async fn must(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        want: StatusCode,
+    ) -> Value {
         let (s, b) = self.call(who, method.clone(), path, body).await;
         assert_eq!(s, want, "set-up: {method} {path} as {}: {b}", who.column());
         b
@@ -270,11 +311,16 @@ impl World {
             let code = format!("{:06}", (self.next() * 7_919 + 123_457) % 1_000_000);
             let now = self.now();
             let s = &self.app.server.state;
-            let issued = s.store.issue_otp(&s.keys, &ph, purpose, &code, now).await.unwrap();
+            let issued = s
+                .store
+                .issue_otp(&s.keys, &ph, purpose, &code, now)
+                .await
+                .unwrap();
             match issued {
                 OtpIssue::Issued => return code,
                 OtpIssue::TooSoon { retry_after } | OtpIssue::HourlyLimit { retry_after } => {
-                    self.advance(Duration::seconds(retry_after as i64 + 1)).await;
+                    self.advance(Duration::seconds(retry_after as i64 + 1))
+                        .await;
                 }
                 OtpIssue::Locked => panic!("{phone} is locked"),
             }
@@ -285,9 +331,20 @@ impl World {
     async fn sign_in(&mut self, phone: &str) -> Actor {
         let code = self.code(phone, OtpPurpose::SignIn).await;
         let device = DeviceId::new();
-        let (s, b) = self.app.post("/v1/auth/sign-in", None, &json!({"phone": phone, "code": code, "device_id": device})).await;
+        let (s, b) = self
+            .app
+            .post(
+                "/v1/auth/sign-in",
+                None,
+                &json!({"phone": phone, "code": code, "device_id": device}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "set-up: sign in {phone}: {b}");
-        Actor { device, access: text(&b["access_token"]), refresh: text(&b["refresh_token"]) }
+        Actor {
+            device,
+            access: text(&b["access_token"]),
+            refresh: text(&b["refresh_token"]),
+        }
     }
 
     /// A partner registration with a verified contact phone and a new PAN.
@@ -303,11 +360,33 @@ impl World {
     /// Registers and approves a partner; its admin becomes `who`.
     async fn partner(&mut self, owner: &str, who: Who) -> String {
         let (body, device) = self.registration_body(owner).await;
-        let b = self.must(Who::Anonymous, Method::POST, "/v1/partners", Some(body), StatusCode::CREATED).await;
+        let b = self
+            .must(
+                Who::Anonymous,
+                Method::POST,
+                "/v1/partners",
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await;
         let session = &b["session"];
-        self.actors.insert(who, Actor { device, access: text(&session["access_token"]), refresh: text(&session["refresh_token"]) });
+        self.actors.insert(
+            who,
+            Actor {
+                device,
+                access: text(&session["access_token"]),
+                refresh: text(&session["refresh_token"]),
+            },
+        );
         let id = text(&b["partner"]["id"]);
-        self.must(Who::Admin, Method::POST, &format!("/v1/partners/{id}/approve"), Some(json!({"reason": "KYC checked"})), StatusCode::OK).await;
+        self.must(
+            Who::Admin,
+            Method::POST,
+            &format!("/v1/partners/{id}/approve"),
+            Some(json!({"reason": "KYC checked"})),
+            StatusCode::OK,
+        )
+        .await;
         id
     }
 
@@ -323,7 +402,15 @@ impl World {
 
     async fn sell(&mut self, seller: Who, customer: &str) -> String {
         let body = self.sale_body(customer).await;
-        let b = self.must(seller, Method::POST, "/v1/sales", Some(body), StatusCode::CREATED).await;
+        let b = self
+            .must(
+                seller,
+                Method::POST,
+                "/v1/sales",
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await;
         text(&b["id"])
     }
 
@@ -372,13 +459,36 @@ impl World {
     async fn claim_in(&mut self, state: &str) -> String {
         let policy = self.claimable_policy().await;
         let body = self.claim_body(&policy);
-        let b = self.must(Who::Customer, Method::POST, "/v1/claims", Some(body), StatusCode::CREATED).await;
+        let b = self
+            .must(
+                Who::Customer,
+                Method::POST,
+                "/v1/claims",
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await;
         let claim = text(&b["id"]);
         let mut at = text(&b["state"]);
         for action in route_to(state) {
-            let who = if matches!(*action, "start_repair" | "resolve_repaired" | "resolve_exchanged") { Who::Technician } else { Who::Adjuster };
+            let who = if matches!(
+                *action,
+                "start_repair" | "resolve_repaired" | "resolve_exchanged"
+            ) {
+                Who::Technician
+            } else {
+                Who::Adjuster
+            };
             let body = self.transition_body(action, &at);
-            let b = self.must(who, Method::POST, &format!("/v1/claims/{claim}/transitions"), Some(body), StatusCode::OK).await;
+            let b = self
+                .must(
+                    who,
+                    Method::POST,
+                    &format!("/v1/claims/{claim}/transitions"),
+                    Some(body),
+                    StatusCode::OK,
+                )
+                .await;
             at = text(&b["state"]);
         }
         assert_eq!(at, state);
@@ -388,18 +498,43 @@ impl World {
     /// A new voucher of the customer (a claim resolved by voucher).
     async fn voucher(&mut self) -> String {
         let claim = self.claim_in("resolved").await;
-        let b = self.must(Who::Customer, Method::GET, "/v1/vouchers", None, StatusCode::OK).await;
+        let b = self
+            .must(
+                Who::Customer,
+                Method::GET,
+                "/v1/vouchers",
+                None,
+                StatusCode::OK,
+            )
+            .await;
         let items = b["items"].as_array().cloned().unwrap_or_default();
-        let v = items.iter().find(|v| v["claim_id"] == claim.as_str()).unwrap_or_else(|| panic!("no voucher for {claim}: {b}"));
+        let v = items
+            .iter()
+            .find(|v| v["claim_id"] == claim.as_str())
+            .unwrap_or_else(|| panic!("no voucher for {claim}: {b}"));
         text(&v["code"])
     }
 
     async fn ensure_partner_a(&mut self, status: &str) {
         let path = format!("/v1/partners/{}", self.partner_a);
-        let b = self.must(Who::Admin, Method::GET, &path, None, StatusCode::OK).await;
+        let b = self
+            .must(Who::Admin, Method::GET, &path, None, StatusCode::OK)
+            .await;
         if b["status"] != status {
-            let verb = if status == "approved" { "approve" } else { "suspend" };
-            let b = self.must(Who::Admin, Method::POST, &format!("{path}/{verb}"), Some(json!({"reason": "matrix set-up"})), StatusCode::OK).await;
+            let verb = if status == "approved" {
+                "approve"
+            } else {
+                "suspend"
+            };
+            let b = self
+                .must(
+                    Who::Admin,
+                    Method::POST,
+                    &format!("{path}/{verb}"),
+                    Some(json!({"reason": "matrix set-up"})),
+                    StatusCode::OK,
+                )
+                .await;
             assert_eq!(b["status"], status);
         }
     }
@@ -411,7 +546,14 @@ impl World {
         }
         let t = match row.route() {
             "/v1/claims" => self.claimable_policy().await,
-            TRANSITIONS => self.claim_in(row.action().and_then(tried_from).expect("a known claim action")).await,
+            TRANSITIONS => {
+                self.claim_in(
+                    row.action()
+                        .and_then(tried_from)
+                        .expect("a known claim action"),
+                )
+                .await
+            }
             _ => self.voucher().await,
         };
         self.targets.insert(row.key(), t.clone());
@@ -425,8 +567,9 @@ impl World {
         Some(match (row.method.as_str(), row.route()) {
             (
                 "GET",
-                "/healthz" | "/readyz" | "/v1/me" | "/v1/plans" | "/v1/partners" | "/v1/users" | "/v1/policies" | "/v1/claims"
-                | "/v1/jobs" | "/v1/vouchers" | "/v1/admin/sms" | "/v1/admin/audit",
+                "/healthz" | "/readyz" | "/v1/me" | "/v1/plans" | "/v1/partners" | "/v1/users"
+                | "/v1/policies" | "/v1/claims" | "/v1/jobs" | "/v1/vouchers" | "/v1/admin/sms"
+                | "/v1/admin/audit",
             ) => (route, None),
             ("POST", "/v1/auth/sign-out") => (route, None),
             ("GET", "/v1/plans/quote") => (format!("{route}?device_price=1849900"), None),
@@ -437,33 +580,54 @@ impl World {
             ("POST", "/v1/auth/sign-in") => {
                 let phone = self.fresh_phone();
                 let code = self.code(&phone, OtpPurpose::SignIn).await;
-                (route, Some(json!({"phone": phone, "code": code, "device_id": DeviceId::new()})))
+                (
+                    route,
+                    Some(json!({"phone": phone, "code": code, "device_id": DeviceId::new()})),
+                )
             }
             ("POST", "/v1/auth/refresh") => {
                 let phone = self.fresh_phone();
                 let a = self.sign_in(&phone).await;
-                (route, Some(json!({"refresh_token": a.refresh, "device_id": a.device})))
+                (
+                    route,
+                    Some(json!({"refresh_token": a.refresh, "device_id": a.device})),
+                )
             }
             ("POST", "/v1/partners") => {
                 let phone = self.fresh_phone();
                 (route, Some(self.registration_body(&phone).await.0))
             }
-            ("GET", "/v1/partners/{id}" | "/v1/partners/{id}/staff" | "/v1/partners/{id}/commission") => (on(&self.partner_a), None),
+            (
+                "GET",
+                "/v1/partners/{id}" | "/v1/partners/{id}/staff" | "/v1/partners/{id}/commission",
+            ) => (on(&self.partner_a), None),
             ("POST", "/v1/partners/{id}/approve") => {
                 self.ensure_partner_a("suspended").await;
-                (on(&self.partner_a), Some(json!({"reason": "KYC re-checked"})))
+                (
+                    on(&self.partner_a),
+                    Some(json!({"reason": "KYC re-checked"})),
+                )
             }
             ("POST", "/v1/partners/{id}/suspend") => {
                 self.ensure_partner_a("approved").await;
-                (on(&self.partner_a), Some(json!({"reason": "complaints under review"})))
+                (
+                    on(&self.partner_a),
+                    Some(json!({"reason": "complaints under review"})),
+                )
             }
             ("POST", "/v1/partners/{id}/staff") => {
                 let phone = self.fresh_phone();
-                (on(&self.partner_a), Some(json!({"phone": phone, "name": "Naveen Kumar", "role": "partner_staff"})))
+                (
+                    on(&self.partner_a),
+                    Some(json!({"phone": phone, "name": "Naveen Kumar", "role": "partner_staff"})),
+                )
             }
             ("POST", "/v1/users") => {
                 let phone = self.fresh_phone();
-                (route, Some(json!({"phone": phone, "name": "Anil Adjuster", "role": "adjuster"})))
+                (
+                    route,
+                    Some(json!({"phone": phone, "name": "Anil Adjuster", "role": "adjuster"})),
+                )
             }
             ("POST", "/v1/sales") => {
                 let phone = self.fresh_phone();
@@ -474,10 +638,16 @@ impl World {
                 let policy = self.target(row).await;
                 (route, Some(self.claim_body(&policy)))
             }
-            ("GET", "/v1/claims/{id}" | "/v1/claims/{id}/timeline" | "/v1/claims/{id}/documents") => (on(&self.view_claim), None),
+            (
+                "GET",
+                "/v1/claims/{id}" | "/v1/claims/{id}/timeline" | "/v1/claims/{id}/documents",
+            ) => (on(&self.view_claim), None),
             ("POST", "/v1/claims/{id}/documents") => {
                 let n = self.next();
-                (on(&self.view_claim), Some(json!({"kind": "invoice", "object_ref": format!("doc-invoice-{n}")})))
+                (
+                    on(&self.view_claim),
+                    Some(json!({"kind": "invoice", "object_ref": format!("doc-invoice-{n}")})),
+                )
             }
             ("POST", TRANSITIONS) => {
                 let action = row.action()?;
@@ -523,7 +693,9 @@ impl World {
     /// from A and another customer with a policy from B; ten days later,
     /// everyone signed in and a claim asking for documents.
     async fn build() -> World {
-        let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite always runs");
+        let app = TestApp::spawn(Db::Sqlite)
+            .await
+            .expect("SQLite always runs");
         let now = app.clock_now();
         let mut w = World {
             app,
@@ -540,9 +712,21 @@ impl World {
         w.app.seed_user(ADMIN, Role::Admin, "Asha Admin").await;
         let admin = w.sign_in(ADMIN).await;
         w.actors.insert(Who::Admin, admin);
-        for (phone, role, who) in [(ADJUSTER, "adjuster", Who::Adjuster), (TECH, "technician", Who::Technician), (OTHER_TECH, "technician", Who::OtherTechnician)] {
+        for (phone, role, who) in [
+            (ADJUSTER, "adjuster", Who::Adjuster),
+            (TECH, "technician", Who::Technician),
+            (OTHER_TECH, "technician", Who::OtherTechnician),
+        ] {
             let body = json!({"phone": phone, "name": format!("Insurer {role}"), "role": role, "service_centre": (role == "technician").then_some("Sector 22 Service Centre")});
-            let b = w.must(Who::Admin, Method::POST, "/v1/users", Some(body), StatusCode::CREATED).await;
+            let b = w
+                .must(
+                    Who::Admin,
+                    Method::POST,
+                    "/v1/users",
+                    Some(body),
+                    StatusCode::CREATED,
+                )
+                .await;
             if who == Who::Technician {
                 w.technician_id = text(&b["id"]);
             }
@@ -552,7 +736,14 @@ impl World {
         w.partner_a = w.partner(OWNER_A, Who::PartnerAdmin).await;
         w.partner(OWNER_B, Who::OtherPartnerAdmin).await;
         let staff = json!({"phone": STAFF_A, "name": "Sunil Kumar", "role": "partner_staff"});
-        w.must(Who::PartnerAdmin, Method::POST, &format!("/v1/partners/{}/staff", w.partner_a), Some(staff), StatusCode::CREATED).await;
+        w.must(
+            Who::PartnerAdmin,
+            Method::POST,
+            &format!("/v1/partners/{}/staff", w.partner_a),
+            Some(staff),
+            StatusCode::CREATED,
+        )
+        .await;
         let staff = w.sign_in(STAFF_A).await;
         w.actors.insert(Who::PartnerStaff, staff);
 
@@ -566,7 +757,15 @@ impl World {
         // Past the waiting period.
         w.advance(Duration::days(10)).await;
         w.view_claim = w.claim_in("documents_requested").await;
-        let b = w.must(Who::Customer, Method::GET, &format!("/v1/claims/{}", w.view_claim), None, StatusCode::OK).await;
+        let b = w
+            .must(
+                Who::Customer,
+                Method::GET,
+                &format!("/v1/claims/{}", w.view_claim),
+                None,
+                StatusCode::OK,
+            )
+            .await;
         w.view_policy = text(&b["policy_id"]);
         w
     }
@@ -575,7 +774,9 @@ impl World {
 /// Every (method, path) of the OpenAPI document is in the table and every
 /// row is in the document; one transitions row per claim action; no duplicates.
 async fn coverage(w: &World, rows: &[Row]) -> Vec<String> {
-    const METHODS: [&str; 8] = ["get", "post", "put", "patch", "delete", "head", "options", "trace"];
+    const METHODS: [&str; 8] = [
+        "get", "post", "put", "patch", "delete", "head", "options", "trace",
+    ];
     let (s, doc) = w.app.get("/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK, "{doc}");
     let mut documented = BTreeSet::new();
@@ -586,30 +787,53 @@ async fn coverage(w: &World, rows: &[Row]) -> Vec<String> {
             }
         }
     }
-    let tabled: BTreeSet<(String, String)> = rows.iter().map(|r| (r.method.clone(), r.route().to_string())).collect();
+    let tabled: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.method.clone(), r.route().to_string()))
+        .collect();
     let mut problems = Vec::new();
     for (m, p) in documented.difference(&tabled) {
-        problems.push(format!("{m} {p} is in the OpenAPI document but not in authz_matrix.tsv"));
+        problems.push(format!(
+            "{m} {p} is in the OpenAPI document but not in authz_matrix.tsv"
+        ));
     }
     for (m, p) in tabled.difference(&documented) {
-        problems.push(format!("{m} {p} is in authz_matrix.tsv but not in the OpenAPI document"));
+        problems.push(format!(
+            "{m} {p} is in authz_matrix.tsv but not in the OpenAPI document"
+        ));
     }
     let mut seen = HashSet::new();
     for r in rows {
         if !seen.insert(r.key()) {
-            problems.push(format!("authz_matrix.tsv line {}: {} appears twice", r.line, r.key()));
+            problems.push(format!(
+                "authz_matrix.tsv line {}: {} appears twice",
+                r.line,
+                r.key()
+            ));
         }
         if r.route() == TRANSITIONS && r.action().is_none() {
-            problems.push(format!("authz_matrix.tsv line {}: write one {TRANSITIONS}#<action> row per claim action", r.line));
+            problems.push(format!(
+                "authz_matrix.tsv line {}: write one {TRANSITIONS}#<action> row per claim action",
+                r.line
+            ));
         }
         if r.route() != TRANSITIONS && r.action().is_some() {
-            problems.push(format!("authz_matrix.tsv line {}: only {TRANSITIONS} rows carry an #action", r.line));
+            problems.push(format!(
+                "authz_matrix.tsv line {}: only {TRANSITIONS} rows carry an #action",
+                r.line
+            ));
         }
     }
-    let tabled_actions: BTreeSet<&str> = rows.iter().filter(|r| r.route() == TRANSITIONS).filter_map(Row::action).collect();
+    let tabled_actions: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.route() == TRANSITIONS)
+        .filter_map(Row::action)
+        .collect();
     let actions: BTreeSet<&str> = ClaimAction::ALL.iter().map(|a| a.as_str()).collect();
     for a in actions.difference(&tabled_actions) {
-        problems.push(format!("POST {TRANSITIONS}#{a}: a claim action without a row in authz_matrix.tsv"));
+        problems.push(format!(
+            "POST {TRANSITIONS}#{a}: a claim action without a row in authz_matrix.tsv"
+        ));
     }
     for a in tabled_actions.difference(&actions) {
         problems.push(format!("POST {TRANSITIONS}#{a}: no such claim action"));
@@ -625,7 +849,8 @@ async fn every_endpoint_as_every_role() {
     let mut problems = coverage(&w, &rows).await;
 
     // Sign-out ends the callers' sessions: last.
-    let (last, first): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.route() == "/v1/auth/sign-out");
+    let (last, first): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|r| r.route() == "/v1/auth/sign-out");
     let mut mismatches = Vec::new();
     let mut grid = Vec::new();
     let mut calls = 0;
@@ -633,31 +858,59 @@ async fn every_endpoint_as_every_role() {
         let mut statuses = Vec::new();
         for (who, expected) in CALLERS.into_iter().zip(row.expect) {
             let Some((status, body)) = w.attempt(row, who).await else {
-                problems.push(format!("{} (authz_matrix.tsv line {}): authz_matrix.rs has no request for this row", row.key(), row.line));
+                problems.push(format!(
+                    "{} (authz_matrix.tsv line {}): authz_matrix.rs has no request for this row",
+                    row.key(),
+                    row.line
+                ));
                 break;
             };
             calls += 1;
             statuses.push(format!("{:>3}", status.as_u16()));
             let denied = matches!(status.as_u16(), 401 | 403 | 404);
-            let code = body["code"].as_str().unwrap_or("-");
+            let code = if status.is_success() {
+                "-"
+            } else {
+                body["code"].as_str().unwrap_or("-")
+            };
             let mismatch = match (expected, denied) {
                 (true, true) => Some("expected allow"),
                 (false, false) => Some("expected deny "),
-                (true, false) if !status.is_success() => Some("expected allow (2xx; authorization passed but the test's request failed)"),
+                (true, false) if !status.is_success() => {
+                    Some("expected allow (2xx; authorization passed but the test's request failed)")
+                }
                 _ => None,
             };
             if let Some(what) = mismatch {
-                mismatches.push(format!("{:<5} {:<46} {:<20} {what}, got {} {code}", row.method, row.path, who.column(), status.as_u16()));
+                mismatches.push(format!(
+                    "{:<5} {:<46} {:<20} {what}, got {} {code}",
+                    row.method,
+                    row.path,
+                    who.column(),
+                    status.as_u16()
+                ));
             }
         }
-        if matches!(row.route(), "/v1/partners/{id}/approve" | "/v1/partners/{id}/suspend") {
+        if matches!(
+            row.route(),
+            "/v1/partners/{id}/approve" | "/v1/partners/{id}/suspend"
+        ) {
             w.ensure_partner_a("approved").await;
         }
-        grid.push(format!("{:<5} {:<46} {}", row.method, row.path, statuses.join(" ")));
+        grid.push(format!(
+            "{:<5} {:<46} {}",
+            row.method,
+            row.path,
+            statuses.join(" ")
+        ));
     }
 
     // What each caller got, in the table's column order (handy with --nocapture).
-    println!("{:<52} {}", "statuses:", CALLERS.map(|c| &c.column()[..3]).join(" "));
+    println!(
+        "{:<52} {}",
+        "statuses:",
+        CALLERS.map(|c| &c.column()[..3]).join(" ")
+    );
     for line in &grid {
         println!("{line}");
     }
@@ -681,7 +934,10 @@ async fn every_endpoint_as_every_role() {
                 report.push_str(&format!("\n  {m}"));
             }
         }
-        println!("{report}");
-        panic!("the authorization matrix does not hold ({} mismatches, {} coverage problems):{report}", mismatches.len(), problems.len());
+        panic!(
+            "the authorization matrix does not hold ({} mismatches, {} coverage problems):{report}",
+            mismatches.len(),
+            problems.len()
+        );
     }
 }

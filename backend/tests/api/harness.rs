@@ -88,11 +88,19 @@ impl TestApp {
         }
     }
 
-    /// Delivers queued SMS now (the worker would, a moment later).
+    /// Delivers queued SMS now, and waits for any the background worker has
+    /// taken but not yet delivered, so the inbox is complete when this returns.
     pub async fn deliver_sms(&self) {
         let s = &self.server.state;
         let inbox = DevInbox::new(s.store.clone(), s.keys.clone(), s.clock.clone());
-        while drain_once(&s.store, &s.keys, s.clock.as_ref(), &inbox).await > 0 {}
+        for _ in 0..2000 {
+            while drain_once(&s.store, &s.keys, s.clock.as_ref(), &inbox).await > 0 {}
+            if s.store.pending_notifications().await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("SMS outbox did not drain");
     }
 
     /// The newest SMS to a phone.

@@ -3,6 +3,7 @@
 //! PostgreSQL database).
 
 mod authz_matrix;
+mod conformance;
 mod harness;
 mod pii;
 mod refusals;

@@ -256,36 +256,13 @@ async fn a_voucher_is_redeemed_once_even_under_concurrent_requests() {
     // Eight tellers press "redeem" at once with the same code and OTP.
     let body = json!({"code": code_, "customer_otp": otp});
     let tries = (0..8).map(|_| w.app.post("/v1/vouchers/redeem", Some(&staff), &body));
-    let results = futures_join_all(tries).await;
+    let results = crate::conformance::join_all(tries).await;
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     assert_eq!(ok, 1, "{results:?}");
     // Later attempts are told why.
     w.app.clock.advance(Duration::seconds(61));
     let (s, b) = w.app.post("/v1/vouchers/redeem/otp", Some(&staff), &json!({"code": code_})).await;
     assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "voucher_already_redeemed"), "{b}");
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::new();
-    // Poll them all together on this task.
-    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    out.extend(done.into_iter().flatten());
-    out
 }
 
 #[tokio::test]

@@ -236,13 +236,3 @@ impl TestApp {
         self.clock.now()
     }
 }
-
-#[tokio::test]
-async fn whole_story_on_sqlite() {
-    run_story(Db::Sqlite).await.expect("SQLite always runs");
-}
-
-#[tokio::test]
-async fn whole_story_on_postgres() {
-    run_story(Db::Postgres).await;
-}
