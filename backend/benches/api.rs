@@ -69,7 +69,10 @@ const DEVICE_PRICE_PAISE: i64 = 1_849_900;
 const BARE_BODY: &str = r#"{"id":"0197a3c2-5b1e-7c3d-9f20-6a1b2c3d4e5f","policy_id":"0197a3c2-4a0d-7b2c-8e10-5f0a1b2c3d4e","customer_id":"0197a3c2-3f9c-7a1b-9d00-4e9f0a1b2c3d","partner_id":"0197a3c2-2e8b-7f0a-8cf0-3d8e9f0a1b2c","state":"submitted","resolution":null,"incident_at":"2026-03-14T09:21:40.512Z","narrative":"Dropped on the bus steps, screen cracked across","contact_phone":"+919100000006","photo_refs":["sha256-d1","sha256-d2"],"technician_id":null,"reason":null,"documents_requested":[],"voucher_id":null,"created_at":"2026-03-14T12:21:40.512Z","updated_at":"2026-03-14T12:21:40.512Z","links":{"self":"/v1/claims/0197a3c2-5b1e-7c3d-9f20-6a1b2c3d4e5f","timeline":"/v1/claims/0197a3c2-5b1e-7c3d-9f20-6a1b2c3d4e5f/timeline"}}"#;
 
 fn main() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     rt.block_on(run())
 }
 
@@ -84,11 +87,20 @@ struct Figures {
 impl Figures {
     fn new(name: &'static str, seconds: f64, mut latencies: Vec<Duration>) -> Self {
         latencies.sort_unstable();
-        Self { name, requests: latencies.len(), seconds, latencies }
+        Self {
+            name,
+            requests: latencies.len(),
+            seconds,
+            latencies,
+        }
     }
 
     fn rps(&self) -> f64 {
-        if self.seconds > 0.0 { self.requests as f64 / self.seconds } else { 0.0 }
+        if self.seconds > 0.0 {
+            self.requests as f64 / self.seconds
+        } else {
+            0.0
+        }
     }
 
     /// The `q` quantile (nearest rank) in milliseconds.
@@ -105,13 +117,22 @@ impl Figures {
 async fn run() -> Result<()> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let settings = Layer { data_dir: Some(dir.path().to_path_buf()), listen: Some("127.0.0.1:0".into()), ..Layer::default() }
-        .resolve()
-        .context("bench settings")?;
+    let settings = Layer {
+        data_dir: Some(dir.path().to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        ..Layer::default()
+    }
+    .resolve()
+    .context("bench settings")?;
     let clock = ManualClock::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = launch_with_listener(settings, Arc::new(clock.clone()), listener).await?;
-    let setup = Setup { server: &server, clock: &clock, base: format!("http://{}", server.addr), http: reqwest::Client::new() };
+    let setup = Setup {
+        server: &server,
+        clock: &clock,
+        base: format!("http://{}", server.addr),
+        http: reqwest::Client::new(),
+    };
     let fixture = setup.story().await?;
 
     let bare_addr = spawn_bare().await?;
@@ -124,12 +145,22 @@ async fn run() -> Result<()> {
     );
 
     // 1. The anchor.
-    let bare = timed_run("bare axum GET /bare", bare_addr, Arc::new(|| get("/bare", None))).await?;
+    let bare = timed_run(
+        "bare axum GET /bare",
+        bare_addr,
+        Arc::new(|| get("/bare", None)),
+    )
+    .await?;
 
     // 2. The authenticated claim read.
     let path: Arc<str> = format!("/v1/claims/{}", fixture.claim_id).into();
     let token: Arc<str> = fixture.customer_token.clone().into();
-    let read = timed_run("GET /v1/claims/{id}", server.addr, Arc::new(move || get(&path, Some(&*token)))).await?;
+    let read = timed_run(
+        "GET /v1/claims/{id}",
+        server.addr,
+        Arc::new(move || get(&path, Some(&*token))),
+    )
+    .await?;
 
     // 3. Diagnostics: the read's two store calls alone, without HTTP.
     setup.drain_sms().await;
@@ -140,11 +171,22 @@ async fn run() -> Result<()> {
     setup.drain_sms().await;
     let create = create_run(&server, &clock, &fixture).await?;
 
-    let read_ratio = if bare.rps() > 0.0 { read.rps() / bare.rps() } else { 0.0 };
-    print_table(&[&bare, &read, &create, &diag_claim, &diag_audit], bare.rps());
+    let read_ratio = if bare.rps() > 0.0 {
+        read.rps() / bare.rps()
+    } else {
+        0.0
+    };
+    print_table(
+        &[&bare, &read, &create, &diag_claim, &diag_audit],
+        bare.rps(),
+    );
     println!(
         "\nread_ratio = {read_ratio:.3} (target >= {TARGET_READ_RATIO}): {}",
-        if read_ratio >= TARGET_READ_RATIO { "met" } else { "NOT MET" }
+        if read_ratio >= TARGET_READ_RATIO {
+            "met"
+        } else {
+            "NOT MET"
+        }
     );
     println!(
         "diagnostic rows call the store directly ({CONNECTIONS} tasks, no HTTP): each HTTP claim read does one store.claim and one store.audit (a write transaction on the single SQLite writer)"
@@ -165,12 +207,21 @@ async fn run() -> Result<()> {
     });
     let out_dir = match std::env::var_os("GLASSGUARD_BENCH_OUT").filter(|v| !v.is_empty()) {
         Some(d) => std::path::PathBuf::from(d),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("bench"),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target")
+            .join("bench"),
     };
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let out = out_dir.join("api.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n").with_context(|| format!("cannot write {}", out.display()))?;
-    println!("\nwrote {} (total {:.1} s)", out.display(), started.elapsed().as_secs_f64());
+    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "\nwrote {} (total {:.1} s)",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     drop(server);
     drop(dir);
     Ok(())
@@ -183,7 +234,11 @@ fn print_table(rows: &[&Figures], bare_rps: f64) {
     );
     println!("{}", "-".repeat(94));
     for f in rows {
-        let ratio = if bare_rps > 0.0 { f.rps() / bare_rps } else { 0.0 };
+        let ratio = if bare_rps > 0.0 {
+            f.rps() / bare_rps
+        } else {
+            0.0
+        };
         println!(
             "{:<34} {:>9} {:>8.2} {:>11.1} {:>9.3} {:>9.3} {:>8.3}",
             f.name,
@@ -223,12 +278,19 @@ fn imei(n: u64) -> String {
 
 fn gstin(pan: &str) -> Result<String> {
     let body = format!("27{pan}1Z");
-    let c = glassguard_protocol::gstin::check_character(body.as_bytes()).context("no GSTIN check character")?;
+    let c = glassguard_protocol::gstin::check_character(body.as_bytes())
+        .context("no GSTIN check character")?;
     Ok(format!("{body}{}", c as char))
 }
 
 impl Setup<'_> {
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -239,13 +301,25 @@ impl Setup<'_> {
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok((status, v))
     }
 
     /// POSTs and insists on `want`.
-    async fn post(&self, path: &str, token: Option<&str>, body: &Value, want: u16) -> Result<Value> {
-        let (s, b) = self.call(reqwest::Method::POST, path, token, Some(body)).await?;
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+        want: u16,
+    ) -> Result<Value> {
+        let (s, b) = self
+            .call(reqwest::Method::POST, path, token, Some(body))
+            .await?;
         ensure!(s == want, "POST {path}: expected {want}, got {s}: {b}");
         Ok(b)
     }
@@ -261,11 +335,15 @@ impl Setup<'_> {
     /// needed) and reads the code from the dev inbox.
     async fn otp(&self, phone: &str, purpose: OtpPurpose) -> Result<String> {
         let body = json!({"phone": phone, "purpose": purpose});
-        let (mut s, mut b) = self.call(reqwest::Method::POST, "/v1/auth/otp", None, Some(&body)).await?;
+        let (mut s, mut b) = self
+            .call(reqwest::Method::POST, "/v1/auth/otp", None, Some(&body))
+            .await?;
         if s == 429 && b["code"] == "otp_rate_limited" {
             let wait = b["retry_after_seconds"].as_i64().unwrap_or(60);
             self.clock.advance(chrono::Duration::seconds(wait + 1));
-            (s, b) = self.call(reqwest::Method::POST, "/v1/auth/otp", None, Some(&body)).await?;
+            (s, b) = self
+                .call(reqwest::Method::POST, "/v1/auth/otp", None, Some(&body))
+                .await?;
         }
         ensure!(s == 202, "OTP for {phone}: {s} {b}");
         self.drain_sms().await;
@@ -282,7 +360,14 @@ impl Setup<'_> {
 
     async fn sign_in(&self, phone: &str) -> Result<Session> {
         let code = self.otp(phone, OtpPurpose::SignIn).await?;
-        let b = self.post("/v1/auth/sign-in", None, &json!({"phone": phone, "code": code, "device_id": DeviceId::new()}), 200).await?;
+        let b = self
+            .post(
+                "/v1/auth/sign-in",
+                None,
+                &json!({"phone": phone, "code": code, "device_id": DeviceId::new()}),
+                200,
+            )
+            .await?;
         Ok(serde_json::from_value(b)?)
     }
 
@@ -300,9 +385,23 @@ impl Setup<'_> {
             partner_id: None,
             service_centre: None,
         };
-        st.store.create_user(&st.keys, &new_admin, st.clock.now(), &AuditRecord::default()).await?.context("admin exists")?;
+        st.store
+            .create_user(
+                &st.keys,
+                &new_admin,
+                st.clock.now(),
+                &AuditRecord::default(),
+            )
+            .await?
+            .context("admin exists")?;
         let admin = self.sign_in(ADMIN).await?.access_token;
-        self.post("/v1/users", Some(&admin), &json!({"phone": ADJUSTER, "name": "Arjun Adjuster", "role": "adjuster"}), 201).await?;
+        self.post(
+            "/v1/users",
+            Some(&admin),
+            &json!({"phone": ADJUSTER, "name": "Arjun Adjuster", "role": "adjuster"}),
+            201,
+        )
+        .await?;
 
         // The shop registers, is approved, adds counter staff.
         let code = self.otp(OWNER, OtpPurpose::PartnerRegistration).await?;
@@ -317,12 +416,24 @@ impl Setup<'_> {
             "payout": {"account_name": "Bhatia Mobile Gallery", "account_number": "50100234567891", "ifsc": "HDFC0001234"},
             "device_id": DeviceId::new(),
         });
-        let registered: PartnerRegistered = serde_json::from_value(self.post("/v1/partners", None, &registration, 201).await?)?;
+        let registered: PartnerRegistered =
+            serde_json::from_value(self.post("/v1/partners", None, &registration, 201).await?)?;
         let owner = registered.session.access_token;
         let partner_id = registered.partner.id;
-        self.post(&format!("/v1/partners/{partner_id}/approve"), Some(&admin), &json!({"reason": "KYC checked"}), 200).await?;
-        self.post(&format!("/v1/partners/{partner_id}/staff"), Some(&owner), &json!({"phone": STAFF, "name": "Sunil Kumar", "role": "partner_staff"}), 201)
-            .await?;
+        self.post(
+            &format!("/v1/partners/{partner_id}/approve"),
+            Some(&admin),
+            &json!({"reason": "KYC checked"}),
+            200,
+        )
+        .await?;
+        self.post(
+            &format!("/v1/partners/{partner_id}/staff"),
+            Some(&owner),
+            &json!({"phone": STAFF, "name": "Sunil Kumar", "role": "partner_staff"}),
+            201,
+        )
+        .await?;
         let staff = self.sign_in(STAFF).await?;
 
         // The sale at the counter, with the customer's consent by OTP.
@@ -343,17 +454,23 @@ impl Setup<'_> {
             "screen_photo_ref": "sha256-8a1f",
             "plan_id": PLAN,
         });
-        self.post("/v1/sales", Some(&staff.access_token), &sale, 201).await?;
+        self.post("/v1/sales", Some(&staff.access_token), &sale, 201)
+            .await?;
 
         // More policies for the same customer, straight through the store:
         // claim creation needs one policy per claim, and what is measured is
         // filing, not selling.
-        let plan = st.catalog.get(PLAN).with_context(|| format!("no plan {PLAN}"))?;
+        let plan = st
+            .catalog
+            .get(PLAN)
+            .with_context(|| format!("no plan {PLAN}"))?;
         let customer_phone = PhoneNumber::parse(CUSTOMER).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let price = glassguard_protocol::Money::from_paise(DEVICE_PRICE_PAISE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let price = glassguard_protocol::Money::from_paise(DEVICE_PRICE_PAISE)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let now = st.clock.now();
         let today = now.date_naive();
-        let (premium, start, end) = check_sale(plan, price, today, today).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (premium, start, end) =
+            check_sale(plan, price, today, today).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut spare_policies = Vec::with_capacity(CREATE_WARM_UP + CREATE_MEASURED);
         for i in 0..(CREATE_WARM_UP + CREATE_MEASURED) {
             let id = PolicyId::new();
@@ -380,7 +497,12 @@ impl Setup<'_> {
                 invoice_ref: "INV/BENCH",
                 screen_photo_ref: "sha256-bench",
             };
-            let audit = AuditRecord { action: "policy.create".into(), resource_type: "policy".into(), resource_id: Some(id.to_string()), ..AuditRecord::default() };
+            let audit = AuditRecord {
+                action: "policy.create".into(),
+                resource_type: "policy".into(),
+                resource_id: Some(id.to_string()),
+                ..AuditRecord::default()
+            };
             match st.store.record_sale(&st.keys, &p, now, &audit).await? {
                 SaleOutcome::Issued(_) => spare_policies.push(id),
                 other => bail!("pre-sale {i}: {other:?}"),
@@ -395,11 +517,24 @@ impl Setup<'_> {
         let incident = st.clock.now() - chrono::Duration::hours(3);
         let claim = json!({"id": claim_id, "policy_id": policy_id, "incident_at": incident,
             "narrative": "Dropped on the bus steps, screen cracked across", "photo_refs": ["sha256-d1", "sha256-d2"]});
-        self.post("/v1/claims", Some(&customer), &claim, 201).await?;
-        let (s, b) = self.call(reqwest::Method::GET, &format!("/v1/claims/{claim_id}"), Some(&customer), None).await?;
+        self.post("/v1/claims", Some(&customer), &claim, 201)
+            .await?;
+        let (s, b) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/claims/{claim_id}"),
+                Some(&customer),
+                None,
+            )
+            .await?;
         ensure!(s == 200, "claim read: {s} {b}");
         self.drain_sms().await;
-        Ok(Fixture { customer_token: customer, claim_id, claim_body_len: b.to_string().len(), spare_policies })
+        Ok(Fixture {
+            customer_token: customer,
+            claim_id,
+            claim_body_len: b.to_string().len(),
+            spare_policies,
+        })
     }
 }
 
@@ -411,7 +546,12 @@ async fn spawn_bare() -> Result<SocketAddr> {
     let addr = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/bare",
-        axum::routing::get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], BARE_BODY) }),
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                BARE_BODY,
+            )
+        }),
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -428,7 +568,10 @@ type Body = Full<Bytes>;
 type MakeRequest = Arc<dyn Fn() -> Request<Body> + Send + Sync>;
 
 fn get(path: &str, token: Option<&str>) -> Request<Body> {
-    let mut b = Request::builder().method(Method::GET).uri(path).header("host", "127.0.0.1");
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", "127.0.0.1");
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
     }
@@ -583,7 +726,11 @@ async fn store_claim_run(server: &Server, id: ClaimId) -> Result<Figures> {
     store_run("(diag) store.claim only", move || {
         let state = state.clone();
         async move {
-            state.store.claim(&state.keys, &id).await?.context("the claim is gone")?;
+            state
+                .store
+                .claim(&state.keys, &id)
+                .await?
+                .context("the claim is gone")?;
             Ok(())
         }
     })

@@ -22,7 +22,9 @@ impl PartialEq for DatabaseUrl {
         use secrecy::ExposeSecret;
         match (self, other) {
             (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => a == b,
-            (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b)) => a.expose_secret() == b.expose_secret(),
+            (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
             _ => false,
         }
     }
@@ -90,9 +92,18 @@ pub struct Layer {
 impl Layer {
     /// Values from `GLASSGUARD_*` variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |k: &str| std::env::var(format!("GLASSGUARD_{k}")).ok().filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            std::env::var(format!("GLASSGUARD_{k}"))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
         let num = |k: &str| -> Result<Option<u64>, ConfigError> {
-            var(k).map(|v| v.parse().map_err(|_| ConfigError(format!("GLASSGUARD_{k} must be a number")))).transpose()
+            var(k)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| ConfigError(format!("GLASSGUARD_{k} must be a number")))
+                })
+                .transpose()
         };
         Ok(Self {
             listen: var("LISTEN"),
@@ -112,7 +123,8 @@ impl Layer {
 
     /// Values from a TOML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
 
@@ -137,32 +149,48 @@ impl Layer {
     /// Validates into settings, filling defaults.
     pub fn resolve(self) -> Result<Settings, ConfigError> {
         let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8080");
-        let listen: SocketAddr =
-            listen.parse().map_err(|_| ConfigError(format!("listen address {listen:?} is not HOST:PORT")))?;
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| ConfigError(format!("listen address {listen:?} is not HOST:PORT")))?;
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let database = match self.database_url {
             None => DatabaseUrl::Sqlite(data_dir.join("glassguard.db")),
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 DatabaseUrl::Postgres(secrecy::SecretString::from(u))
             }
-            Some(u) if u.starts_with("sqlite://") => DatabaseUrl::Sqlite(PathBuf::from(&u["sqlite://".len()..])),
-            Some(_) => return Err(ConfigError("database_url must start with postgres:// or sqlite://".into())),
+            Some(u) if u.starts_with("sqlite://") => {
+                DatabaseUrl::Sqlite(PathBuf::from(&u["sqlite://".len()..]))
+            }
+            Some(_) => {
+                return Err(ConfigError(
+                    "database_url must start with postgres:// or sqlite://".into(),
+                ));
+            }
         };
         let access = self.access_ttl_seconds.unwrap_or(15 * 60);
         let refresh = self.refresh_ttl_seconds.unwrap_or(30 * 24 * 3600);
         if access == 0 || access > 3600 {
-            return Err(ConfigError("access_ttl_seconds must be between 1 and 3600 (access tokens are short-lived)".into()));
+            return Err(ConfigError(
+                "access_ttl_seconds must be between 1 and 3600 (access tokens are short-lived)"
+                    .into(),
+            ));
         }
         if refresh <= access {
-            return Err(ConfigError("refresh_ttl_seconds must be longer than access_ttl_seconds".into()));
+            return Err(ConfigError(
+                "refresh_ttl_seconds must be longer than access_ttl_seconds".into(),
+            ));
         }
         let body_limit_bytes = self.body_limit_bytes.unwrap_or(64 * 1024);
         if !(1024..=16 * 1024 * 1024).contains(&body_limit_bytes) {
-            return Err(ConfigError("body_limit_bytes must be between 1 KiB and 16 MiB".into()));
+            return Err(ConfigError(
+                "body_limit_bytes must be between 1 KiB and 16 MiB".into(),
+            ));
         }
         Ok(Settings {
             listen,
-            master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            master_key_file: self
+                .master_key_file
+                .unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
             database,
             policies_dir: self.policies_dir,
@@ -180,9 +208,13 @@ impl Layer {
 impl Settings {
     /// Settings for a test or an embedded run: everything under `data_dir`.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Settings {
-        Layer { data_dir: Some(data_dir.into()), listen: Some("127.0.0.1:0".into()), ..Layer::default() }
-            .resolve()
-            .unwrap_or_else(|_| unreachable_defaults())
+        Layer {
+            data_dir: Some(data_dir.into()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .unwrap_or_else(|_| unreachable_defaults())
     }
 }
 
@@ -217,25 +249,49 @@ mod tests {
     fn defaults_give_a_working_embedded_system() {
         let s = Layer::default().resolve().unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.database, DatabaseUrl::Sqlite(PathBuf::from("./data/glassguard.db")));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from("./data/glassguard.db"))
+        );
     }
 
     #[test]
     fn later_layers_win_and_bad_values_are_named() {
-        let s = Layer { listen: Some("0.0.0.0:1".into()), ..Default::default() }
-            .overlay(Layer { listen: Some("127.0.0.1:9".into()), ..Default::default() })
-            .resolve()
-            .unwrap();
+        let s = Layer {
+            listen: Some("0.0.0.0:1".into()),
+            ..Default::default()
+        }
+        .overlay(Layer {
+            listen: Some("127.0.0.1:9".into()),
+            ..Default::default()
+        })
+        .resolve()
+        .unwrap();
         assert_eq!(s.listen.port(), 9);
-        let e = Layer { listen: Some("nope".into()), ..Default::default() }.resolve().unwrap_err();
+        let e = Layer {
+            listen: Some("nope".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(e.to_string().contains("nope"));
-        let e = Layer { database_url: Some("mysql://x".into()), ..Default::default() }.resolve().unwrap_err();
+        let e = Layer {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(e.to_string().contains("database_url"));
     }
 
     #[test]
     fn database_url_is_not_in_debug_output() {
-        let s = Layer { database_url: Some("postgres://u:hunter2@h/db".into()), ..Default::default() }.resolve().unwrap();
+        let s = Layer {
+            database_url: Some("postgres://u:hunter2@h/db".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

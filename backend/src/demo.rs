@@ -26,23 +26,48 @@ fn phone(s: &str) -> anyhow::Result<PhoneNumber> {
 }
 
 fn seed_audit(action: &str) -> AuditRecord {
-    AuditRecord { action: action.to_string(), resource_type: "demo".into(), ..Default::default() }
+    AuditRecord {
+        action: action.to_string(),
+        resource_type: "demo".into(),
+        ..Default::default()
+    }
 }
 
 /// Creates the demo users and partner unless they exist.
 pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let now = state.now();
-    if state.store.user_by_phone(&state.keys, &phone(ADMIN_PHONE)?).await?.is_some() {
+    if state
+        .store
+        .user_by_phone(&state.keys, &phone(ADMIN_PHONE)?)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     for (p, role, name, centre) in [
         (ADMIN_PHONE, Role::Admin, "Demo Admin", None),
         (ADJUSTER_PHONE, Role::Adjuster, "Demo Adjuster", None),
-        (TECHNICIAN_PHONE, Role::Technician, "Demo Technician", Some("Glassguard Service Centre, Pune")),
+        (
+            TECHNICIAN_PHONE,
+            Role::Technician,
+            "Demo Technician",
+            Some("Glassguard Service Centre, Pune"),
+        ),
     ] {
         let ph = phone(p)?;
-        let u = NewUser { id: UserId::new(), role, phone: &ph, name: Some(name), email: None, partner_id: None, service_centre: centre };
-        state.store.create_user(&state.keys, &u, now, &seed_audit("demo.user")).await?;
+        let u = NewUser {
+            id: UserId::new(),
+            role,
+            phone: &ph,
+            name: Some(name),
+            email: None,
+            partner_id: None,
+            service_centre: centre,
+        };
+        state
+            .store
+            .create_user(&state.keys, &u, now, &seed_audit("demo.user"))
+            .await?;
     }
     let reg = PartnerRegistration {
         legal_name: "Demo Mobiles Pvt Ltd".into(),
@@ -58,13 +83,27 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
         contact_name: "Demo Shop Owner".into(),
         contact_phone: phone(PARTNER_ADMIN_PHONE)?,
         otp_code: String::new(),
-        payout: PayoutAccount { account_name: "Demo Mobiles".into(), account_number: "000123456789".into(), ifsc: "HDFC0000001".into() },
+        payout: PayoutAccount {
+            account_name: "Demo Mobiles".into(),
+            account_number: "000123456789".into(),
+            ifsc: "HDFC0000001".into(),
+        },
         device_id: DeviceId::new(),
     };
-    if let Ok((partner, _)) = state.store.register_partner(&state.keys, &reg, now, &seed_audit("demo.partner")).await? {
+    if let Ok((partner, _)) = state
+        .store
+        .register_partner(&state.keys, &reg, now, &seed_audit("demo.partner"))
+        .await?
+    {
         state
             .store
-            .set_partner_status(&partner.id, &[PartnerStatus::Pending], PartnerStatus::Approved, now, &seed_audit("demo.partner.approve"))
+            .set_partner_status(
+                &partner.id,
+                &[PartnerStatus::Pending],
+                PartnerStatus::Approved,
+                now,
+                &seed_audit("demo.partner.approve"),
+            )
             .await?;
         let ph = phone(PARTNER_STAFF_PHONE)?;
         let staff = NewUser {
@@ -76,7 +115,10 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             partner_id: Some(partner.id),
             service_centre: None,
         };
-        state.store.create_user(&state.keys, &staff, now, &seed_audit("demo.user")).await?;
+        state
+            .store
+            .create_user(&state.keys, &staff, now, &seed_audit("demo.user"))
+            .await?;
     }
     Ok(())
 }

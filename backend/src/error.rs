@@ -67,7 +67,9 @@ impl ApiError {
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Invalid(c, _) | ApiError::Unauthenticated(c, _) | ApiError::Conflict(c, _, _) => *c,
+            ApiError::Invalid(c, _)
+            | ApiError::Unauthenticated(c, _)
+            | ApiError::Conflict(c, _, _) => *c,
             ApiError::TooMany(c, _, _) => *c,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::NotFound => ErrorCode::NotFound,
@@ -105,7 +107,14 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let code = self.code();
         let (detail, current_state, retry) = match &self {
-            ApiError::Internal(_) => (Some("Something went wrong on our side; quote the request id to support.".to_string()), None, None),
+            ApiError::Internal(_) => (
+                Some(
+                    "Something went wrong on our side; quote the request id to support."
+                        .to_string(),
+                ),
+                None,
+                None,
+            ),
             ApiError::Conflict(_, m, s) => (Some(m.clone()), *s, None),
             ApiError::TooMany(_, m, r) => (Some(m.clone()), None, Some(*r)),
             other => (Some(other.to_string()), None, None),
@@ -121,14 +130,16 @@ impl IntoResponse for ApiError {
             retry_after_seconds: retry,
         };
         let mut resp = (status, axum::Json(problem)).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(r) = retry {
-            if let Ok(v) = HeaderValue::from_str(&r.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(v) = retry.and_then(|r| HeaderValue::from_str(&r.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         if let ApiError::Internal(e) = self {
-            resp.extensions_mut().insert(InternalCause(format!("{e:#}")));
+            resp.extensions_mut()
+                .insert(InternalCause(format!("{e:#}")));
         }
         resp
     }

@@ -65,19 +65,33 @@ impl Drop for Server {
 
 /// Builds the application state: storage, keys, policies, catalog.
 pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
-    let store = Store::open(&settings.database).await.context("cannot open the database")?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&settings.database)
+        .await
+        .context("cannot open the database")?;
     let source = LocalKeyFile::new(settings.master_key_file.clone());
-    let master = source.load().await.with_context(|| format!("cannot load the master key ({})", source.describe()))?;
-    let keys = store.open_keyring(master).await.context("cannot open the keyring: is this the master key this database was made with?")?;
+    let master = source
+        .load()
+        .await
+        .with_context(|| format!("cannot load the master key ({})", source.describe()))?;
+    let keys = store
+        .open_keyring(master)
+        .await
+        .context("cannot open the keyring: is this the master key this database was made with?")?;
     let authz = match &settings.policies_dir {
         Some(dir) => authz::Authorizer::from_dir(dir),
         None => authz::Authorizer::embedded(),
     }
     .context("authorization policies are invalid")?;
     let catalog = match &settings.plans_file {
-        Some(p) => plans::Catalog::parse(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+        Some(p) => plans::Catalog::parse(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
         None => plans::Catalog::parse(plans::EMBEDDED_CATALOG),
     }
     .context("the plan catalog is invalid")?;
@@ -94,15 +108,29 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
 }
 
 /// Starts the server on `listener` with the dev SMS inbox.
-pub async fn launch_with_listener(settings: Settings, clock: Arc<dyn Clock>, listener: TcpListener) -> anyhow::Result<Server> {
+pub async fn launch_with_listener(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
     let state = build_state(settings, clock).await?;
     if state.settings.demo {
         demo::seed(&state).await.context("cannot seed demo data")?;
     }
     let addr = listener.local_addr()?;
     let notify = Arc::new(tokio::sync::Notify::new());
-    let sender = Arc::new(notifier::DevInbox::new(state.store.clone(), state.keys.clone(), state.clock.clone()));
-    let worker = tokio::spawn(notifier::run(state.store.clone(), state.keys.clone(), state.clock.clone(), sender, notify.clone()));
+    let sender = Arc::new(notifier::DevInbox::new(
+        state.store.clone(),
+        state.keys.clone(),
+        state.clock.clone(),
+    ));
+    let worker = tokio::spawn(notifier::run(
+        state.store.clone(),
+        state.keys.clone(),
+        state.clock.clone(),
+        sender,
+        notify.clone(),
+    ));
     let app = http::app(state.clone());
     let serve = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -110,5 +138,11 @@ pub async fn launch_with_listener(settings: Settings, clock: Arc<dyn Clock>, lis
             tracing::error!(error = %e, "server stopped");
         }
     });
-    Ok(Server { addr, state, notify, serve, worker })
+    Ok(Server {
+        addr,
+        state,
+        notify,
+        serve,
+        worker,
+    })
 }

@@ -16,11 +16,21 @@ pub struct Limiter {
 
 impl Limiter {
     /// Counts one event; refuses with 429 and Retry-After past `max` per `window`.
-    pub fn check(&self, name: &'static str, key: &str, max: u32, window: Duration) -> Result<(), ApiError> {
+    pub fn check(
+        &self,
+        name: &'static str,
+        key: &str,
+        max: u32,
+        window: Duration,
+    ) -> Result<(), ApiError> {
         if self.windows.len() > 200_000 {
-            self.windows.retain(|_, (start, _)| start.elapsed() < window);
+            self.windows
+                .retain(|_, (start, _)| start.elapsed() < window);
         }
-        let mut e = self.windows.entry((name, key.to_string())).or_insert((Instant::now(), 0));
+        let mut e = self
+            .windows
+            .entry((name, key.to_string()))
+            .or_insert((Instant::now(), 0));
         let (start, count) = e.value_mut();
         if start.elapsed() >= window {
             *start = Instant::now();
@@ -28,7 +38,11 @@ impl Limiter {
         }
         if *count >= max {
             let retry = window.saturating_sub(start.elapsed()).as_secs().max(1);
-            return Err(ApiError::TooMany(ErrorCode::RateLimited, "too many requests from this address".into(), retry));
+            return Err(ApiError::TooMany(
+                ErrorCode::RateLimited,
+                "too many requests from this address".into(),
+                retry,
+            ));
         }
         *count += 1;
         Ok(())

@@ -63,45 +63,90 @@ fn settings(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<Set
         layer = layer.overlay(Layer::from_file(file)?);
     }
     layer = layer.overlay(Layer::from_env()?);
-    layer = layer.overlay(Layer { listen, data_dir: cli.data_dir.clone(), demo: demo.then_some(true), ..Layer::default() });
+    layer = layer.overlay(Layer {
+        listen,
+        data_dir: cli.data_dir.clone(),
+        demo: demo.then_some(true),
+        ..Layer::default()
+    });
     Ok(layer.resolve()?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GLASSGUARD_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GLASSGUARD_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve { listen, demo } => {
             let s = settings(&cli, listen.clone(), *demo)?;
-            let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
+            let listener = tokio::net::TcpListener::bind(s.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", s.listen))?;
             let demo = s.demo;
             let data_dir = s.data_dir.clone();
-            let server = glassguard_server::launch_with_listener(s, Arc::new(SystemClock), listener).await?;
+            let server =
+                glassguard_server::launch_with_listener(s, Arc::new(SystemClock), listener).await?;
             let base = format!("http://{}", server.addr);
-            println!("Glassguard is listening on {base}  (data in {})", data_dir.display());
+            println!(
+                "Glassguard is listening on {base}  (data in {})",
+                data_dir.display()
+            );
             println!("  health:   {base}/healthz   API description: {base}/openapi.json");
             if demo {
                 use glassguard_server::demo::*;
-                println!("  demo users sign in by OTP (POST {base}/v1/auth/otp, then /v1/auth/sign-in):");
-                println!("    admin {ADMIN_PHONE}, adjuster {ADJUSTER_PHONE}, technician {TECHNICIAN_PHONE},");
-                println!("    demo partner admin {PARTNER_ADMIN_PHONE}, counter staff {PARTNER_STAFF_PHONE}");
+                println!(
+                    "  demo users sign in by OTP (POST {base}/v1/auth/otp, then /v1/auth/sign-in):"
+                );
+                println!(
+                    "    admin {ADMIN_PHONE}, adjuster {ADJUSTER_PHONE}, technician {TECHNICIAN_PHONE},"
+                );
+                println!(
+                    "    demo partner admin {PARTNER_ADMIN_PHONE}, counter staff {PARTNER_STAFF_PHONE}"
+                );
                 println!("  codes are not really sent: read them in the dev SMS inbox as admin:");
                 println!("    curl -H 'Authorization: Bearer $ADMIN_TOKEN' {base}/v1/admin/sms");
-                println!("  (the admin's own first code is printed in this log's inbox table: see README)");
+                println!(
+                    "  (the admin's own first code is printed in this log's inbox table: see README)"
+                );
             }
             server.wait().await
         }
-        Command::Admin { command: AdminCommand::Create { phone, name } } => {
+        Command::Admin {
+            command: AdminCommand::Create { phone, name },
+        } => {
             let s = settings(&cli, None, false)?;
             let phone = PhoneNumber::parse(phone)?;
             let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
-            let user = NewUser { id: UserId::new(), role: Role::Admin, phone: &phone, name: Some(name), email: None, partner_id: None, service_centre: None };
-            let rec = AuditRecord { action: "user.create".into(), resource_type: "user".into(), resource_id: Some(user.id.to_string()), ..Default::default() };
-            match state.store.create_user(&state.keys, &user, state.now(), &rec).await? {
-                Some(u) => println!("admin {} created; sign in by OTP on {}", u.id, phone.masked()),
+            let user = NewUser {
+                id: UserId::new(),
+                role: Role::Admin,
+                phone: &phone,
+                name: Some(name),
+                email: None,
+                partner_id: None,
+                service_centre: None,
+            };
+            let rec = AuditRecord {
+                action: "user.create".into(),
+                resource_type: "user".into(),
+                resource_id: Some(user.id.to_string()),
+                ..Default::default()
+            };
+            match state
+                .store
+                .create_user(&state.keys, &user, state.now(), &rec)
+                .await?
+            {
+                Some(u) => println!(
+                    "admin {} created; sign in by OTP on {}",
+                    u.id,
+                    phone.masked()
+                ),
                 None => anyhow::bail!("this phone number already belongs to a user"),
             }
             Ok(())

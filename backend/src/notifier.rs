@@ -28,7 +28,11 @@ pub enum SendError {
 /// Something that delivers an SMS.
 pub trait SmsSender: Send + Sync + std::fmt::Debug {
     /// Sends one message.
-    fn send<'a>(&'a self, to: &'a PhoneNumber, body: &'a str) -> Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        body: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
 }
 
 /// The dev sender: writes into the `sms_inbox` table.
@@ -47,7 +51,11 @@ impl DevInbox {
 }
 
 impl SmsSender for DevInbox {
-    fn send<'a>(&'a self, to: &'a PhoneNumber, body: &'a str) -> Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        body: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>> {
         Box::pin(async move {
             self.store
                 .deliver_to_inbox(&self.keys, to, body, self.clock.now())
@@ -60,7 +68,12 @@ impl SmsSender for DevInbox {
 const MAX_ATTEMPTS: i64 = 8;
 
 /// Sends what is due once; returns how many were sent.
-pub async fn drain_once(store: &Store, keys: &Keyring, clock: &dyn Clock, sender: &dyn SmsSender) -> usize {
+pub async fn drain_once(
+    store: &Store,
+    keys: &Keyring,
+    clock: &dyn Clock,
+    sender: &dyn SmsSender,
+) -> usize {
     let now = clock.now();
     let due = match store.take_due_notifications(keys, now, 50).await {
         Ok(d) => d,
@@ -82,11 +95,15 @@ pub async fn drain_once(store: &Store, keys: &Keyring, clock: &dyn Clock, sender
                 // Capped exponential backoff: 2 s, 4 s, ... up to 5 minutes.
                 let wait = Duration::seconds((1i64 << msg.attempts.min(8)).min(300));
                 tracing::warn!(id = %msg.id, attempts = msg.attempts, "sms send failed; will retry");
-                store.notification_failed(&msg.id, &e, Some(wait), now).await
+                store
+                    .notification_failed(&msg.id, &e, Some(wait), now)
+                    .await
             }
             Err(e) => {
                 tracing::error!(id = %msg.id, attempts = msg.attempts, "sms send failed for good");
-                store.notification_failed(&msg.id, &e.to_string(), None, now).await
+                store
+                    .notification_failed(&msg.id, &e.to_string(), None, now)
+                    .await
             }
         };
         if let Err(e) = recorded {
@@ -97,7 +114,13 @@ pub async fn drain_once(store: &Store, keys: &Keyring, clock: &dyn Clock, sender
 }
 
 /// Runs the worker until the task is dropped: drains when woken, and every second anyway.
-pub async fn run(store: Store, keys: Keyring, clock: Arc<dyn Clock>, sender: Arc<dyn SmsSender>, wake: Arc<tokio::sync::Notify>) {
+pub async fn run(
+    store: Store,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    sender: Arc<dyn SmsSender>,
+    wake: Arc<tokio::sync::Notify>,
+) {
     loop {
         while drain_once(&store, &keys, clock.as_ref(), sender.as_ref()).await > 0 {}
         tokio::select! {

@@ -79,12 +79,19 @@ impl Catalog {
         let file: CatalogFile = toml::from_str(text)?;
         let mut plans = Vec::new();
         for p in file.plans {
-            let bad = |problem: &str| CatalogError::Invalid { plan: p.id.clone(), problem: problem.to_string() };
+            let bad = |problem: &str| CatalogError::Invalid {
+                plan: p.id.clone(),
+                problem: problem.to_string(),
+            };
             let money = |r: i64| Money::from_rupees(r).map_err(|e| bad(&e.message));
             let excess = match (p.excess_percent, p.excess_fixed_rupees) {
                 (Some(pc), None) if pc <= 100 => Excess::PercentBp(pc * 100),
                 (None, Some(r)) => Excess::Fixed(money(r)?),
-                _ => return Err(bad("give exactly one of excess_percent (0-100) or excess_fixed_rupees")),
+                _ => {
+                    return Err(bad(
+                        "give exactly one of excess_percent (0-100) or excess_fixed_rupees",
+                    ));
+                }
             };
             let mut bands = Vec::new();
             let mut last: Option<Money> = None;
@@ -92,14 +99,25 @@ impl Catalog {
                 let up_to = b.up_to_rupees.map(money).transpose()?;
                 match (up_to, last) {
                     (Some(u), Some(l)) if u <= l => return Err(bad("price bands must increase")),
-                    (None, _) if i + 1 != p.bands.len() => return Err(bad("only the last band may be open-ended")),
+                    (None, _) if i + 1 != p.bands.len() => {
+                        return Err(bad("only the last band may be open-ended"));
+                    }
                     _ => {}
                 }
                 last = up_to.or(last);
-                bands.push(PriceBand { up_to, premium: money(b.premium_rupees)? });
+                bands.push(PriceBand {
+                    up_to,
+                    premium: money(b.premium_rupees)?,
+                });
             }
-            if bands.is_empty() || p.term_days == 0 || p.claims_per_term == 0 || p.commission_percent > 100 {
-                return Err(bad("a plan needs bands, a term, at least one claim and a commission of at most 100 %"));
+            if bands.is_empty()
+                || p.term_days == 0
+                || p.claims_per_term == 0
+                || p.commission_percent > 100
+            {
+                return Err(bad(
+                    "a plan needs bands, a term, at least one claim and a commission of at most 100 %",
+                ));
             }
             if plans.iter().any(|q: &Plan| q.id == p.id) {
                 return Err(bad("duplicate plan id"));
@@ -141,7 +159,10 @@ pub fn premium_for(plan: &Plan, device_price: Money) -> Option<Money> {
     if device_price == Money::ZERO {
         return None;
     }
-    plan.bands.iter().find(|b| b.up_to.is_none_or(|u| device_price <= u)).map(|b| b.premium)
+    plan.bands
+        .iter()
+        .find(|b| b.up_to.is_none_or(|u| device_price <= u))
+        .map(|b| b.premium)
 }
 
 /// The terms a policy keeps from its plan at the time of sale. Stored as
@@ -188,15 +209,25 @@ pub fn check_sale(
     purchase_date: NaiveDate,
     today: NaiveDate,
 ) -> Result<(Money, NaiveDate, NaiveDate), ApiError> {
-    let premium = premium_for(plan, device_price)
-        .ok_or_else(|| ApiError::rule(ErrorCode::NoPlanForPrice, "no premium band covers this device price"))?;
+    let premium = premium_for(plan, device_price).ok_or_else(|| {
+        ApiError::rule(
+            ErrorCode::NoPlanForPrice,
+            "no premium band covers this device price",
+        )
+    })?;
     if purchase_date > today {
-        return Err(ApiError::rule(ErrorCode::InvalidDate, "the device purchase date is in the future"));
+        return Err(ApiError::rule(
+            ErrorCode::InvalidDate,
+            "the device purchase date is in the future",
+        ));
     }
     if (today - purchase_date).num_days() > i64::from(plan.purchase_window_days) {
         return Err(ApiError::rule(
             ErrorCode::DevicePurchaseTooOld,
-            format!("this plan must be bought within {} days of the device", plan.purchase_window_days),
+            format!(
+                "this plan must be bought within {} days of the device",
+                plan.purchase_window_days
+            ),
         ));
     }
     let end = today + Duration::days(i64::from(plan.term_days) - 1);
@@ -214,27 +245,42 @@ pub fn check_claim(
 ) -> Result<(), ApiError> {
     let incident_day = incident_at.date_naive();
     if incident_at > now + Duration::minutes(5) {
-        return Err(ApiError::rule(ErrorCode::InvalidDate, "the incident time is in the future"));
+        return Err(ApiError::rule(
+            ErrorCode::InvalidDate,
+            "the incident time is in the future",
+        ));
     }
     if incident_day < start || incident_day > end {
-        return Err(ApiError::rule(ErrorCode::PolicyNotActive, "the policy was not in force on the incident date"));
+        return Err(ApiError::rule(
+            ErrorCode::PolicyNotActive,
+            "the policy was not in force on the incident date",
+        ));
     }
     if incident_day < start + Duration::days(i64::from(terms.waiting_period_days)) {
         return Err(ApiError::rule(
             ErrorCode::WaitingPeriod,
-            format!("incidents in the first {} days of cover are not covered", terms.waiting_period_days),
+            format!(
+                "incidents in the first {} days of cover are not covered",
+                terms.waiting_period_days
+            ),
         ));
     }
     if now - incident_at > Duration::days(i64::from(terms.claim_window_days)) {
         return Err(ApiError::rule(
             ErrorCode::OutsideClaimWindow,
-            format!("a claim must be filed within {} days of the incident", terms.claim_window_days),
+            format!(
+                "a claim must be filed within {} days of the incident",
+                terms.claim_window_days
+            ),
         ));
     }
     if claims_used >= terms.claims_per_term {
         return Err(ApiError::rule(
             ErrorCode::ClaimsPerTermExceeded,
-            format!("this policy allows {} claim(s) per term", terms.claims_per_term),
+            format!(
+                "this policy allows {} claim(s) per term",
+                terms.claims_per_term
+            ),
         ));
     }
     Ok(())
@@ -262,13 +308,18 @@ mod tests {
     fn embedded_catalog_matches_the_market() {
         let c = catalog();
         let p = c.get("screen-1y").unwrap();
-        let premium = |r| premium_for(p, Money::from_rupees(r).unwrap()).unwrap().paise() / 100;
+        let premium = |r| {
+            premium_for(p, Money::from_rupees(r).unwrap())
+                .unwrap()
+                .paise()
+                / 100
+        };
         assert_eq!(premium(9_999), 399);
         assert_eq!(premium(10_000), 399);
         assert_eq!(premium(10_001), 699);
         assert_eq!(premium(50_001), 2499);
-        assert_eq!(premium(1_00_000), 2499);
-        assert_eq!(premium(1_50_000), 3999);
+        assert_eq!(premium(100_000), 2499);
+        assert_eq!(premium(150_000), 3999);
         assert_eq!(p.excess, Excess::PercentBp(1000));
     }
 
@@ -286,14 +337,39 @@ mod tests {
         let terms = PlanTerms::from(c.get("screen-1y").unwrap());
         let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         let end = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
-        let at = |d: u32, h: u32| NaiveDate::from_ymd_opt(2026, 1, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc();
+        let at = |d: u32, h: u32| {
+            NaiveDate::from_ymd_opt(2026, 1, d)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+                .and_utc()
+        };
         let code = |r: Result<(), ApiError>| r.err().map(|e| e.code());
-        assert_eq!(code(check_claim(&terms, start, end, 0, at(10, 9), at(10, 12))), None);
-        assert_eq!(code(check_claim(&terms, start, end, 0, at(3, 9), at(3, 12))), Some(ErrorCode::WaitingPeriod));
-        assert_eq!(code(check_claim(&terms, start, end, 0, at(10, 9), at(13, 12))), Some(ErrorCode::OutsideClaimWindow));
-        assert_eq!(code(check_claim(&terms, start, end, 1, at(10, 9), at(10, 12))), Some(ErrorCode::ClaimsPerTermExceeded));
-        let late = NaiveDate::from_ymd_opt(2027, 1, 2).unwrap().and_hms_opt(9, 0, 0).unwrap().and_utc();
-        assert_eq!(code(check_claim(&terms, start, end, 0, late, late)), Some(ErrorCode::PolicyNotActive));
+        assert_eq!(
+            code(check_claim(&terms, start, end, 0, at(10, 9), at(10, 12))),
+            None
+        );
+        assert_eq!(
+            code(check_claim(&terms, start, end, 0, at(3, 9), at(3, 12))),
+            Some(ErrorCode::WaitingPeriod)
+        );
+        assert_eq!(
+            code(check_claim(&terms, start, end, 0, at(10, 9), at(13, 12))),
+            Some(ErrorCode::OutsideClaimWindow)
+        );
+        assert_eq!(
+            code(check_claim(&terms, start, end, 1, at(10, 9), at(10, 12))),
+            Some(ErrorCode::ClaimsPerTermExceeded)
+        );
+        let late = NaiveDate::from_ymd_opt(2027, 1, 2)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap()
+            .and_utc();
+        assert_eq!(
+            code(check_claim(&terms, start, end, 0, late, late)),
+            Some(ErrorCode::PolicyNotActive)
+        );
     }
 
     #[test]
@@ -304,9 +380,15 @@ mod tests {
         let price = Money::from_rupees(15_000).unwrap();
         let (premium, start, end) = check_sale(p, price, today - Duration::days(7), today).unwrap();
         assert_eq!(premium.paise(), 69_900);
-        assert_eq!((start, end), (today, NaiveDate::from_ymd_opt(2027, 3, 9).unwrap()));
+        assert_eq!(
+            (start, end),
+            (today, NaiveDate::from_ymd_opt(2027, 3, 9).unwrap())
+        );
         let e = check_sale(p, price, today - Duration::days(8), today).unwrap_err();
         assert_eq!(e.code(), ErrorCode::DevicePurchaseTooOld);
-        assert_eq!(check_sale(p, Money::ZERO, today, today).unwrap_err().code(), ErrorCode::NoPlanForPrice);
+        assert_eq!(
+            check_sale(p, Money::ZERO, today, today).unwrap_err().code(),
+            ErrorCode::NoPlanForPrice
+        );
     }
 }

@@ -69,12 +69,30 @@ const EMBEDDED_SCHEMA: &str = include_str!("../../../assets/policies/schema.ceda
 /// The embedded policy files. A test checks this list against the directory,
 /// so a new file cannot be forgotten here.
 const EMBEDDED_POLICIES: &[(&str, &str)] = &[
-    ("customers.cedar", include_str!("../../../assets/policies/customers.cedar")),
-    ("forbid.cedar", include_str!("../../../assets/policies/forbid.cedar")),
-    ("insurer.cedar", include_str!("../../../assets/policies/insurer.cedar")),
-    ("partners.cedar", include_str!("../../../assets/policies/partners.cedar")),
-    ("public.cedar", include_str!("../../../assets/policies/public.cedar")),
-    ("technicians.cedar", include_str!("../../../assets/policies/technicians.cedar")),
+    (
+        "customers.cedar",
+        include_str!("../../../assets/policies/customers.cedar"),
+    ),
+    (
+        "forbid.cedar",
+        include_str!("../../../assets/policies/forbid.cedar"),
+    ),
+    (
+        "insurer.cedar",
+        include_str!("../../../assets/policies/insurer.cedar"),
+    ),
+    (
+        "partners.cedar",
+        include_str!("../../../assets/policies/partners.cedar"),
+    ),
+    (
+        "public.cedar",
+        include_str!("../../../assets/policies/public.cedar"),
+    ),
+    (
+        "technicians.cedar",
+        include_str!("../../../assets/policies/technicians.cedar"),
+    ),
 ];
 
 /// The id of the single `Anonymous` entity.
@@ -186,7 +204,9 @@ impl fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<&str> = self.inner.origin.keys().map(String::as_str).collect();
         ids.sort_unstable();
-        f.debug_struct("Authorizer").field("policies", &ids).finish_non_exhaustive()
+        f.debug_struct("Authorizer")
+            .field("policies", &ids)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,8 +214,10 @@ impl Authorizer {
     /// The policies compiled into the binary (include_str! of
     /// `assets/policies/*`, so the binary needs no files).
     pub fn embedded() -> Result<Self, AuthzError> {
-        let files: Vec<(String, String)> =
-            EMBEDDED_POLICIES.iter().map(|(name, text)| ((*name).to_owned(), (*text).to_owned())).collect();
+        let files: Vec<(String, String)> = EMBEDDED_POLICIES
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
         Self::load(SCHEMA_FILE, EMBEDDED_SCHEMA, &files)
     }
 
@@ -208,7 +230,9 @@ impl Authorizer {
         };
         let schema_path = dir.join(SCHEMA_FILE);
         if !schema_path.is_file() {
-            return Err(AuthzError::MissingSchema { dir: dir.to_path_buf() });
+            return Err(AuthzError::MissingSchema {
+                dir: dir.to_path_buf(),
+            });
         }
         let schema = std::fs::read_to_string(&schema_path).map_err(io(&schema_path))?;
         let mut paths: Vec<PathBuf> = Vec::new();
@@ -219,7 +243,9 @@ impl Authorizer {
             }
         }
         if paths.is_empty() {
-            return Err(AuthzError::NoPolicies { dir: dir.to_path_buf() });
+            return Err(AuthzError::NoPolicies {
+                dir: dir.to_path_buf(),
+            });
         }
         paths.sort();
         let mut files = Vec::with_capacity(paths.len());
@@ -244,13 +270,24 @@ impl Authorizer {
     }
 
     /// Evaluates one request; the response says which policies decided.
-    fn evaluate(&self, principal: &Principal, action: Action, resource: &Resource) -> Result<Response, AuthzError> {
+    fn evaluate(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<Response, AuthzError> {
         let (request, entities) = self.build(principal, action, resource)?;
         // Entities are built to match the schema (a test checks them against
         // it); skipping the check here keeps the hot path cheap.
-        let entities = Entities::from_entities(entities, None)
-            .map_err(|e| AuthzError::Request { action: action.as_str(), message: e.to_string() })?;
-        let response = self.inner.cedar.is_authorized(&request, &self.inner.policies, &entities);
+        let entities =
+            Entities::from_entities(entities, None).map_err(|e| AuthzError::Request {
+                action: action.as_str(),
+                message: e.to_string(),
+            })?;
+        let response = self
+            .inner
+            .cedar
+            .is_authorized(&request, &self.inner.policies, &entities);
         for error in response.diagnostics().errors() {
             tracing::warn!(%error, action = action.as_str(), "policy evaluation error; policy skipped");
         }
@@ -266,12 +303,20 @@ impl Authorizer {
         resource: &Resource,
     ) -> Result<(Request, Vec<Entity>), AuthzError> {
         let inner = &*self.inner;
-        let refused = |message: String| AuthzError::Request { action: action.as_str(), message };
+        let refused = |message: String| AuthzError::Request {
+            action: action.as_str(),
+            message,
+        };
         let mut entities: Vec<Entity> = Vec::with_capacity(4);
 
         let principal_uid = match principal {
             Principal::Anonymous => inner.anonymous.clone(),
-            Principal::User { id, role, partner, active } => {
+            Principal::User {
+                id,
+                role,
+                partner,
+                active,
+            } => {
                 let uid = uid(&inner.types.user, id.as_uuid());
                 let (role_entity, group_entity) = Role::ALL
                     .iter()
@@ -279,10 +324,16 @@ impl Authorizer {
                     .and_then(|i| inner.roles.get(i))
                     .ok_or_else(|| refused(format!("role {role} has no Role entity")))?;
                 let mut attrs = Vec::with_capacity(3);
-                attrs.push(("role".to_owned(), RestrictedExpression::new_string(role.as_str().to_owned())));
+                attrs.push((
+                    "role".to_owned(),
+                    RestrictedExpression::new_string(role.as_str().to_owned()),
+                ));
                 attrs.push(("active".to_owned(), RestrictedExpression::new_bool(*active)));
                 if let Some(p) = partner {
-                    attrs.push(("partner".to_owned(), entity_ref(&inner.types.partner, p.as_uuid())));
+                    attrs.push((
+                        "partner".to_owned(),
+                        entity_ref(&inner.types.partner, p.as_uuid()),
+                    ));
                 }
                 let user = Entity::new_with_tags(uid.clone(), attrs, [role_entity.uid()], [])
                     .map_err(|e| refused(e.to_string()))?;
@@ -296,40 +347,79 @@ impl Authorizer {
         };
 
         let resource_uid = match resource {
-            Resource::Collection(name) => {
-                EntityUid::from_type_name_and_id(inner.types.collection.clone(), EntityId::new(name))
-            }
+            Resource::Collection(name) => EntityUid::from_type_name_and_id(
+                inner.types.collection.clone(),
+                EntityId::new(name),
+            ),
             // The user entity, if needed, is the principal; otherwise the
             // bare uid is enough (no policy reads a User resource's attributes).
             Resource::User { id } => uid(&inner.types.user, id.as_uuid()),
             Resource::Partner { id, status } => {
                 let uid = uid(&inner.types.partner, id.as_uuid());
-                let attrs = [("status".to_owned(), RestrictedExpression::new_string((*status).to_owned()))];
+                let attrs = [(
+                    "status".to_owned(),
+                    RestrictedExpression::new_string((*status).to_owned()),
+                )];
                 entities.push(new_entity(uid.clone(), attrs.into_iter()).map_err(refused)?);
                 uid
             }
-            Resource::Policy { id, customer, partner } => {
+            Resource::Policy {
+                id,
+                customer,
+                partner,
+            } => {
                 let uid = uid(&inner.types.policy, id.as_uuid());
                 let attrs = [
-                    Some(("customer".to_owned(), entity_ref(&inner.types.user, customer.as_uuid()))),
-                    partner.map(|p| ("partner".to_owned(), entity_ref(&inner.types.partner, p.as_uuid()))),
+                    Some((
+                        "customer".to_owned(),
+                        entity_ref(&inner.types.user, customer.as_uuid()),
+                    )),
+                    partner.map(|p| {
+                        (
+                            "partner".to_owned(),
+                            entity_ref(&inner.types.partner, p.as_uuid()),
+                        )
+                    }),
                 ];
-                entities.push(new_entity(uid.clone(), attrs.into_iter().flatten()).map_err(refused)?);
+                entities
+                    .push(new_entity(uid.clone(), attrs.into_iter().flatten()).map_err(refused)?);
                 uid
             }
-            Resource::Claim { id, customer, partner, technician } => {
+            Resource::Claim {
+                id,
+                customer,
+                partner,
+                technician,
+            } => {
                 let uid = uid(&inner.types.claim, id.as_uuid());
                 let attrs = [
-                    Some(("customer".to_owned(), entity_ref(&inner.types.user, customer.as_uuid()))),
-                    partner.map(|p| ("partner".to_owned(), entity_ref(&inner.types.partner, p.as_uuid()))),
-                    technician.map(|t| ("technician".to_owned(), entity_ref(&inner.types.user, t.as_uuid()))),
+                    Some((
+                        "customer".to_owned(),
+                        entity_ref(&inner.types.user, customer.as_uuid()),
+                    )),
+                    partner.map(|p| {
+                        (
+                            "partner".to_owned(),
+                            entity_ref(&inner.types.partner, p.as_uuid()),
+                        )
+                    }),
+                    technician.map(|t| {
+                        (
+                            "technician".to_owned(),
+                            entity_ref(&inner.types.user, t.as_uuid()),
+                        )
+                    }),
                 ];
-                entities.push(new_entity(uid.clone(), attrs.into_iter().flatten()).map_err(refused)?);
+                entities
+                    .push(new_entity(uid.clone(), attrs.into_iter().flatten()).map_err(refused)?);
                 uid
             }
             Resource::Voucher { id, customer } => {
                 let uid = uid(&inner.types.voucher, id.as_uuid());
-                let attrs = [("customer".to_owned(), entity_ref(&inner.types.user, customer.as_uuid()))];
+                let attrs = [(
+                    "customer".to_owned(),
+                    entity_ref(&inner.types.user, customer.as_uuid()),
+                )];
                 entities.push(new_entity(uid.clone(), attrs.into_iter()).map_err(refused)?);
                 uid
             }
@@ -347,9 +437,17 @@ impl Authorizer {
     }
 
     /// Parses, renames and validates. `files` are (name, text) pairs.
-    fn load(schema_file: &str, schema_src: &str, files: &[(String, String)]) -> Result<Self, AuthzError> {
-        let schema_error = |message: String| AuthzError::Schema { file: schema_file.to_owned(), message };
-        let (schema, warnings) = Schema::from_cedarschema_str(schema_src).map_err(|e| schema_error(e.to_string()))?;
+    fn load(
+        schema_file: &str,
+        schema_src: &str,
+        files: &[(String, String)],
+    ) -> Result<Self, AuthzError> {
+        let schema_error = |message: String| AuthzError::Schema {
+            file: schema_file.to_owned(),
+            message,
+        };
+        let (schema, warnings) =
+            Schema::from_cedarschema_str(schema_src).map_err(|e| schema_error(e.to_string()))?;
         for warning in warnings {
             tracing::warn!(file = schema_file, %warning, "schema warning");
         }
@@ -358,11 +456,16 @@ impl Authorizer {
         let mut policies = Vec::new();
         let mut origin: HashMap<String, String> = HashMap::new();
         for (file, text) in files {
-            let set = PolicySet::from_str(text)
-                .map_err(|e| AuthzError::Parse { file: file.clone(), message: e.to_string() })?;
+            let set = PolicySet::from_str(text).map_err(|e| AuthzError::Parse {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
             if let Some(template) = set.templates().next() {
                 let id = template.annotation("id").unwrap_or("(no @id)").to_owned();
-                return Err(AuthzError::Template { file: file.clone(), id });
+                return Err(AuthzError::Template {
+                    file: file.clone(),
+                    id,
+                });
             }
             // `policies()` does not keep source order; sort by position for
             // a stable "policy number N" in messages.
@@ -370,24 +473,43 @@ impl Authorizer {
             in_file.sort_by_key(|p| policy_index(p.id()));
             for (index, policy) in in_file.into_iter().enumerate() {
                 let Some(id) = policy.annotation("id") else {
-                    return Err(AuthzError::MissingId { file: file.clone(), index: index + 1 });
+                    return Err(AuthzError::MissingId {
+                        file: file.clone(),
+                        index: index + 1,
+                    });
                 };
                 if let Some(first) = origin.get(id) {
-                    return Err(AuthzError::DuplicateId { id: id.to_owned(), first: first.clone(), second: file.clone() });
+                    return Err(AuthzError::DuplicateId {
+                        id: id.to_owned(),
+                        first: first.clone(),
+                        second: file.clone(),
+                    });
                 }
                 check_entity_literals(file, id, policy)?;
                 origin.insert(id.to_owned(), file.clone());
                 policies.push(policy.new_id(CedarPolicyId::new(id)));
             }
         }
-        let policies = PolicySet::from_policies(policies)
-            .map_err(|e| AuthzError::Parse { file: "(policy set)".to_owned(), message: e.to_string() })?;
+        let policies = PolicySet::from_policies(policies).map_err(|e| AuthzError::Parse {
+            file: "(policy set)".to_owned(),
+            message: e.to_string(),
+        })?;
 
         let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        let file_of = |id: &CedarPolicyId| origin.get(id.to_string().as_str()).map_or("?", String::as_str);
-        let mut problems: Vec<String> =
-            result.validation_errors().map(|e| format!("{}: error: {e}", file_of(e.policy_id()))).collect();
-        problems.extend(result.validation_warnings().map(|w| format!("{}: warning: {w}", file_of(w.policy_id()))));
+        let file_of = |id: &CedarPolicyId| {
+            origin
+                .get(id.to_string().as_str())
+                .map_or("?", String::as_str)
+        };
+        let mut problems: Vec<String> = result
+            .validation_errors()
+            .map(|e| format!("{}: error: {e}", file_of(e.policy_id())))
+            .collect();
+        problems.extend(
+            result
+                .validation_warnings()
+                .map(|w| format!("{}: warning: {w}", file_of(w.policy_id()))),
+        );
         if !problems.is_empty() {
             return Err(AuthzError::Invalid { problems });
         }
@@ -401,12 +523,18 @@ impl Authorizer {
             collection: type_name("Collection")?,
         };
         let action_type = type_name("Action")?;
-        let actions =
-            Action::ALL.iter().map(|a| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str())));
-        let anonymous = EntityUid::from_type_name_and_id(type_name("Anonymous")?, EntityId::new(ANONYMOUS_ID));
+        let actions = Action::ALL.iter().map(|a| {
+            EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
+        });
+        let anonymous =
+            EntityUid::from_type_name_and_id(type_name("Anonymous")?, EntityId::new(ANONYMOUS_ID));
         let roles = role_entities()?;
 
-        tracing::info!(policies = origin.len(), files = files.len(), "authorization policies loaded and validated");
+        tracing::info!(
+            policies = origin.len(),
+            files = files.len(),
+            "authorization policies loaded and validated"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 schema,
@@ -425,20 +553,37 @@ impl Authorizer {
 /// The schema must declare exactly the server's actions (each applying to
 /// some principal) and the entity types the server builds.
 fn check_schema_matches_server(file: &str, schema: &Schema) -> Result<(), AuthzError> {
-    let declared: HashSet<String> = schema.actions().map(|a| a.id().unescaped().to_owned()).collect();
+    let declared: HashSet<String> = schema
+        .actions()
+        .map(|a| a.id().unescaped().to_owned())
+        .collect();
     let mut problems = Vec::new();
     for action in Action::ALL {
         if !declared.contains(action.as_str()) {
             problems.push(format!("action \"{action}\" is not declared"));
         }
     }
-    let mut extra: Vec<&String> = declared.iter().filter(|a| Action::from_name(a).is_none()).collect();
+    let mut extra: Vec<&String> = declared
+        .iter()
+        .filter(|a| Action::from_name(a).is_none())
+        .collect();
     extra.sort();
     for name in extra {
-        problems.push(format!("action \"{name}\" is not known to the server (typo?)"));
+        problems.push(format!(
+            "action \"{name}\" is not known to the server (typo?)"
+        ));
     }
     let types: HashSet<String> = schema.entity_types().map(ToString::to_string).collect();
-    for ty in ["Role", "Anonymous", "User", "Partner", "Policy", "Claim", "Voucher", "Collection"] {
+    for ty in [
+        "Role",
+        "Anonymous",
+        "User",
+        "Partner",
+        "Policy",
+        "Claim",
+        "Voucher",
+        "Collection",
+    ] {
         if !types.contains(ty) {
             problems.push(format!("entity type {ty} is not declared"));
         }
@@ -446,17 +591,28 @@ fn check_schema_matches_server(file: &str, schema: &Schema) -> Result<(), AuthzE
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(AuthzError::SchemaMismatch { file: file.to_owned(), message: problems.join("; ") })
+        Err(AuthzError::SchemaMismatch {
+            file: file.to_owned(),
+            message: problems.join("; "),
+        })
     }
 }
 
 /// Refuses `Role::"..."` and `Anonymous::"..."` literals that cannot exist.
-fn check_entity_literals(file: &str, id: &str, policy: &cedar_policy::Policy) -> Result<(), AuthzError> {
+fn check_entity_literals(
+    file: &str,
+    id: &str,
+    policy: &cedar_policy::Policy,
+) -> Result<(), AuthzError> {
     for literal in policy.entity_literals() {
         let ty = literal.type_name().to_string();
         let eid = literal.id().unescaped();
         let known: Vec<&str> = match ty.as_str() {
-            "Role" => Role::ALL.iter().map(|r| r.as_str()).chain(ROLE_GROUPS.iter().map(|(g, _)| *g)).collect(),
+            "Role" => Role::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .chain(ROLE_GROUPS.iter().map(|(g, _)| *g))
+                .collect(),
             "Anonymous" => vec![ANONYMOUS_ID],
             _ => continue,
         };
@@ -474,21 +630,31 @@ fn check_entity_literals(file: &str, id: &str, policy: &cedar_policy::Policy) ->
 
 /// The parser names policies `policy0`, `policy1`, ... in source order.
 fn policy_index(id: &CedarPolicyId) -> usize {
-    id.to_string().strip_prefix("policy").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+    id.to_string()
+        .strip_prefix("policy")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 fn type_name(name: &str) -> Result<EntityTypeName, AuthzError> {
-    EntityTypeName::from_str(name).map_err(|e| AuthzError::Request { action: "(start-up)", message: e.to_string() })
+    EntityTypeName::from_str(name).map_err(|e| AuthzError::Request {
+        action: "(start-up)",
+        message: e.to_string(),
+    })
 }
 
 /// `Role::"<role>"` entities with their group as parent, plus the group.
 fn role_entities() -> Result<Vec<(Entity, Option<Entity>)>, AuthzError> {
     let role_type = type_name("Role")?;
-    let role_uid = |id: &str| EntityUid::from_type_name_and_id(role_type.clone(), EntityId::new(id));
+    let role_uid =
+        |id: &str| EntityUid::from_type_name_and_id(role_type.clone(), EntityId::new(id));
     Ok(Role::ALL
         .iter()
         .map(|role| {
-            let group = ROLE_GROUPS.iter().find(|(_, members)| members.contains(role)).map(|(g, _)| *g);
+            let group = ROLE_GROUPS
+                .iter()
+                .find(|(_, members)| members.contains(role))
+                .map(|(g, _)| *g);
             let parents: HashSet<EntityUid> = group.map(role_uid).into_iter().collect();
             let entity = Entity::new_no_attrs(role_uid(role.as_str()), parents);
             let group = group.map(|g| Entity::new_no_attrs(role_uid(g), HashSet::new()));
@@ -500,7 +666,10 @@ fn role_entities() -> Result<Vec<(Entity, Option<Entity>)>, AuthzError> {
 /// `Type::"<uuid>"`, formatted without an intermediate `String`.
 fn uid(ty: &EntityTypeName, id: Uuid) -> EntityUid {
     let mut buf = Uuid::encode_buffer();
-    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id.as_hyphenated().encode_lower(&mut buf)))
+    EntityUid::from_type_name_and_id(
+        ty.clone(),
+        EntityId::new(id.as_hyphenated().encode_lower(&mut buf)),
+    )
 }
 
 fn entity_ref(ty: &EntityTypeName, id: Uuid) -> RestrictedExpression {
@@ -521,14 +690,36 @@ mod tests {
     use std::collections::BTreeSet;
     use std::time::Instant;
 
-    const PUBLIC: &[&str] = &["otp.request", "session.create", "session.refresh", "plan.list", "partner.register"];
+    const PUBLIC: &[&str] = &[
+        "otp.request",
+        "session.create",
+        "session.refresh",
+        "plan.list",
+        "partner.register",
+    ];
     const SIGNED_IN: &[&str] = &["session.delete", "me.read"];
-    const CUSTOMER_OWN: &[&str] = &["policy.read", "claim.create", "claim.read", "claim.document.upload"];
+    const CUSTOMER_OWN: &[&str] = &[
+        "policy.read",
+        "claim.create",
+        "claim.read",
+        "claim.document.upload",
+    ];
     const CUSTOMER_ANY: &[&str] = &["policy.list", "claim.list", "voucher.list"];
-    const PARTNER_OWN: &[&str] = &["policy.create", "policy.read", "partner.read", "voucher.redeem", "voucher.redeem_otp"];
+    const PARTNER_OWN: &[&str] = &[
+        "policy.create",
+        "policy.read",
+        "partner.read",
+        "voucher.redeem",
+        "voucher.redeem_otp",
+    ];
     const PARTNER_ANY: &[&str] = &["policy.list"];
     const PARTNER_ADMIN_OWN: &[&str] = &["staff.create", "staff.list", "commission.read"];
-    const TECHNICIAN_OWN: &[&str] = &["claim.read", "claim.start_repair", "claim.resolve_repaired", "claim.resolve_exchanged"];
+    const TECHNICIAN_OWN: &[&str] = &[
+        "claim.read",
+        "claim.start_repair",
+        "claim.resolve_repaired",
+        "claim.resolve_exchanged",
+    ];
     const TECHNICIAN_ANY: &[&str] = &["job.list"];
     const ADJUSTER: &[&str] = &[
         "claim.list",
@@ -578,7 +769,12 @@ mod tests {
         }
 
         fn user(&self, id: UserId, role: Role, partner: Option<PartnerId>) -> Principal {
-            Principal::User { id, role, partner, active: true }
+            Principal::User {
+                id,
+                role,
+                partner,
+                active: true,
+            }
         }
 
         /// A resource of the type `action` applies to; `own` picks number 1.
@@ -590,13 +786,17 @@ mod tests {
                     Principal::User { id, .. } => Resource::User { id: *id },
                     Principal::Anonymous => Resource::Collection("sessions"),
                 },
-                "partner.read" | "partner.approve" | "partner.suspend" | "staff.create" | "staff.list"
-                | "commission.read" | "policy.create" | "voucher.redeem" | "voucher.redeem_otp" => {
-                    Resource::Partner { id: self.partner[i], status: "approved" }
-                }
-                "policy.read" | "claim.create" => {
-                    Resource::Policy { id: PolicyId::new(), customer: self.customer[i], partner: Some(self.partner[i]) }
-                }
+                "partner.read" | "partner.approve" | "partner.suspend" | "staff.create"
+                | "staff.list" | "commission.read" | "policy.create" | "voucher.redeem"
+                | "voucher.redeem_otp" => Resource::Partner {
+                    id: self.partner[i],
+                    status: "approved",
+                },
+                "policy.read" | "claim.create" => Resource::Policy {
+                    id: PolicyId::new(),
+                    customer: self.customer[i],
+                    partner: Some(self.partner[i]),
+                },
                 _ if name.starts_with("claim.") && !name.ends_with(".list") => Resource::Claim {
                     id: ClaimId::new(),
                     customer: self.customer[i],
@@ -621,20 +821,32 @@ mod tests {
 
     fn set(groups: &[&[&str]]) -> BTreeSet<&'static str> {
         let all: BTreeSet<&str> = groups.iter().flat_map(|g| g.iter().copied()).collect();
-        Action::ALL.iter().map(|a| a.as_str()).filter(|a| all.contains(a)).collect()
+        Action::ALL
+            .iter()
+            .map(|a| a.as_str())
+            .filter(|a| all.contains(a))
+            .collect()
     }
 
     /// The actions `principal` is allowed on own (or other) resources, after
     /// checking that every request and its entities conform to the schema.
-    fn allowed(authz: &Authorizer, world: &World, principal: &Principal, own: bool) -> BTreeSet<&'static str> {
+    fn allowed(
+        authz: &Authorizer,
+        world: &World,
+        principal: &Principal,
+        own: bool,
+    ) -> BTreeSet<&'static str> {
         let mut allowed = BTreeSet::new();
         for action in Action::ALL {
             let resource = world.resource(principal, action, own);
             let (_, entities) = authz
                 .build(principal, action, &resource)
-                .unwrap_or_else(|e| panic!("{action} on {resource:?} does not fit the schema: {e}"));
-            Entities::from_entities(entities, Some(&authz.inner.schema))
-                .unwrap_or_else(|e| panic!("entities for {action} do not conform to the schema: {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("{action} on {resource:?} does not fit the schema: {e}")
+                });
+            Entities::from_entities(entities, Some(&authz.inner.schema)).unwrap_or_else(|e| {
+                panic!("entities for {action} do not conform to the schema: {e}")
+            });
             if authz.is_allowed(principal, action, &resource) {
                 allowed.insert(action.as_str());
             }
@@ -648,7 +860,10 @@ mod tests {
         assert!(authz.inner.origin.len() >= 12, "{authz:?}");
         // Every policy carries its @id as its Cedar id.
         for policy in authz.inner.policies.policies() {
-            assert_eq!(policy.annotation("id"), Some(policy.id().to_string().as_str()));
+            assert_eq!(
+                policy.annotation("id"),
+                Some(policy.id().to_string().as_str())
+            );
         }
     }
 
@@ -661,10 +876,16 @@ mod tests {
             .filter(|n| n.ends_with(".cedar"))
             .collect();
         on_disk.sort();
-        let embedded: Vec<String> = EMBEDDED_POLICIES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let embedded: Vec<String> = EMBEDDED_POLICIES
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
         assert_eq!(embedded, on_disk, "update EMBEDDED_POLICIES");
         let from_dir = Authorizer::from_dir(&dir).unwrap();
-        assert_eq!(format!("{from_dir:?}"), format!("{:?}", Authorizer::embedded().unwrap()));
+        assert_eq!(
+            format!("{from_dir:?}"),
+            format!("{:?}", Authorizer::embedded().unwrap())
+        );
     }
 
     #[test]
@@ -674,7 +895,10 @@ mod tests {
             assert_eq!(Action::from_name(action.as_str()), Some(*action));
         }
         for ca in ClaimAction::ALL {
-            assert_eq!(Action::for_claim(ca).as_str(), format!("claim.{}", ca.as_str()));
+            assert_eq!(
+                Action::for_claim(ca).as_str(),
+                format!("claim.{}", ca.as_str())
+            );
         }
         assert_eq!(Action::from_name("claim.fly"), None);
     }
@@ -689,7 +913,12 @@ mod tests {
         let technician = w.user(w.technician[0], Role::Technician, None);
         let adjuster = w.user(UserId::new(), Role::Adjuster, None);
         let admin = w.user(w.admin, Role::Admin, None);
-        let inactive_admin = Principal::User { id: UserId::new(), role: Role::Admin, partner: None, active: false };
+        let inactive_admin = Principal::User {
+            id: UserId::new(),
+            role: Role::Admin,
+            partner: None,
+            active: false,
+        };
         let orphan_staff = w.user(UserId::new(), Role::PartnerStaff, None);
 
         #[rustfmt::skip]
@@ -725,7 +954,9 @@ mod tests {
                 if &got != expected {
                     let extra: Vec<_> = got.difference(expected).collect();
                     let missing: Vec<_> = expected.difference(&got).collect();
-                    failures.push(format!("{case} on {which}: wrongly allowed {extra:?}, wrongly denied {missing:?}"));
+                    failures.push(format!(
+                        "{case} on {which}: wrongly allowed {extra:?}, wrongly denied {missing:?}"
+                    ));
                 }
             }
         }
@@ -733,13 +964,24 @@ mod tests {
 
         // Nobody submits a claim on the server, and the forbid says so.
         for (_, principal, _, _) in &table {
-            assert!(!authz.is_allowed(principal, Action::ClaimSubmit, &w.resource(principal, Action::ClaimSubmit, true)));
+            assert!(!authz.is_allowed(
+                principal,
+                Action::ClaimSubmit,
+                &w.resource(principal, Action::ClaimSubmit, true)
+            ));
         }
         // An inactive user is stopped by the forbid, not by a missing permit.
         let resource = w.resource(&inactive_admin, Action::AuditRead, true);
-        let response = authz.evaluate(&inactive_admin, Action::AuditRead, &resource).unwrap();
+        let response = authz
+            .evaluate(&inactive_admin, Action::AuditRead, &resource)
+            .unwrap();
         assert_eq!(response.decision(), Decision::Deny);
-        assert!(response.diagnostics().reason().any(|id| id.to_string() == "forbid.inactive"));
+        assert!(
+            response
+                .diagnostics()
+                .reason()
+                .any(|id| id.to_string() == "forbid.inactive")
+        );
     }
 
     #[test]
@@ -751,27 +993,49 @@ mod tests {
         // No action applies to a single Voucher (redemption is asked about
         // the Partner); whoever asks, the schema check refuses and denies.
         for i in 0..2 {
-            let voucher = Resource::Voucher { id: VoucherId::new(), customer: w.customer[i] };
+            let voucher = Resource::Voucher {
+                id: VoucherId::new(),
+                customer: w.customer[i],
+            };
             for action in Action::ALL {
-                assert!(!authz.is_allowed(&customer, action, &voucher), "{action} on voucher {i}");
-                assert!(!authz.is_allowed(&admin, action, &voucher), "{action} on voucher {i}");
+                assert!(
+                    !authz.is_allowed(&customer, action, &voucher),
+                    "{action} on voucher {i}"
+                );
+                assert!(
+                    !authz.is_allowed(&admin, action, &voucher),
+                    "{action} on voucher {i}"
+                );
             }
         }
         // A handler passing the wrong resource type gets a deny, and an error
         // that says why.
-        let err = authz.build(&admin, Action::ClaimRead, &Resource::Collection("claims")).unwrap_err();
+        let err = authz
+            .build(&admin, Action::ClaimRead, &Resource::Collection("claims"))
+            .unwrap_err();
         assert!(err.to_string().contains("claim.read"), "{err}");
         assert!(!authz.is_allowed(&admin, Action::ClaimRead, &Resource::Collection("claims")));
         // Anonymous is not allowed on signed-in actions at all.
-        assert!(!authz.is_allowed(&Principal::Anonymous, Action::MeRead, &Resource::Collection("sessions")));
+        assert!(!authz.is_allowed(
+            &Principal::Anonymous,
+            Action::MeRead,
+            &Resource::Collection("sessions")
+        ));
     }
 
     /// Writes the embedded files to a temporary directory with one file edited.
     fn dir_with(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let files = EMBEDDED_POLICIES.iter().copied().chain([(SCHEMA_FILE, EMBEDDED_SCHEMA)]);
+        let files = EMBEDDED_POLICIES
+            .iter()
+            .copied()
+            .chain([(SCHEMA_FILE, EMBEDDED_SCHEMA)]);
         for (name, text) in files {
-            let text = if name == file { edit(text) } else { text.to_owned() };
+            let text = if name == file {
+                edit(text)
+            } else {
+                text.to_owned()
+            };
             std::fs::write(dir.path().join(name), text).unwrap();
         }
         dir
@@ -782,50 +1046,89 @@ mod tests {
             assert!(t.contains(from) || from.is_empty(), "{from} not in {file}");
             t.replacen(from, to, 1)
         });
-        let err = Authorizer::from_dir(dir.path()).expect_err("the edited policies must be refused");
+        let err =
+            Authorizer::from_dir(dir.path()).expect_err("the edited policies must be refused");
         err.to_string()
     }
 
     #[test]
     fn typos_are_refused_at_start_up_naming_the_problem() {
         // Unknown attribute.
-        let msg = load_error("customers.cedar", "resource.customer == principal", "resource.custmer == principal");
-        assert!(msg.contains("customers.cedar") && msg.contains("custmer"), "{msg}");
+        let msg = load_error(
+            "customers.cedar",
+            "resource.customer == principal",
+            "resource.custmer == principal",
+        );
+        assert!(
+            msg.contains("customers.cedar") && msg.contains("custmer"),
+            "{msg}"
+        );
         println!("unknown attribute:\n{msg}\n");
 
         // Unknown action.
-        let msg = load_error("technicians.cedar", "Action::\"claim.start_repair\"", "Action::\"claim.start_repiar\"");
-        assert!(msg.contains("technicians.cedar") && msg.contains("claim.start_repiar"), "{msg}");
+        let msg = load_error(
+            "technicians.cedar",
+            "Action::\"claim.start_repair\"",
+            "Action::\"claim.start_repiar\"",
+        );
+        assert!(
+            msg.contains("technicians.cedar") && msg.contains("claim.start_repiar"),
+            "{msg}"
+        );
         println!("unknown action:\n{msg}\n");
 
         // Unknown entity type.
-        let msg = load_error("partners.cedar", "resource is Partner", "resource is Parnter");
-        assert!(msg.contains("partners.cedar") && msg.contains("Parnter"), "{msg}");
+        let msg = load_error(
+            "partners.cedar",
+            "resource is Partner",
+            "resource is Parnter",
+        );
+        assert!(
+            msg.contains("partners.cedar") && msg.contains("Parnter"),
+            "{msg}"
+        );
         println!("unknown entity type:\n{msg}\n");
 
         // Unknown role (the schema cannot see entity ids; the loader can).
         let msg = load_error("customers.cedar", "Role::\"customer\"", "Role::\"custmer\"");
-        assert!(msg.contains("customers.cedar") && msg.contains("custmer") && msg.contains("customers.list"), "{msg}");
+        assert!(
+            msg.contains("customers.cedar")
+                && msg.contains("custmer")
+                && msg.contains("customers.list"),
+            "{msg}"
+        );
         println!("unknown role:\n{msg}\n");
 
         // Optional attribute read without `has`.
         let msg = load_error("technicians.cedar", "resource has technician && ", "");
-        assert!(msg.contains("technicians.cedar") && msg.contains("technician"), "{msg}");
+        assert!(
+            msg.contains("technicians.cedar") && msg.contains("technician"),
+            "{msg}"
+        );
         println!("optional attribute without has:\n{msg}\n");
 
         // Syntax error.
         let msg = load_error("insurer.cedar", "permit (", "permit ((");
-        assert!(msg.contains("insurer.cedar") && msg.contains("does not parse"), "{msg}");
+        assert!(
+            msg.contains("insurer.cedar") && msg.contains("does not parse"),
+            "{msg}"
+        );
 
         // Missing and duplicate ids.
         let msg = load_error("forbid.cedar", "@id(\"forbid.claim.submit\")", "");
         assert!(msg.contains("forbid.cedar") && msg.contains("@id"), "{msg}");
         let msg = load_error("forbid.cedar", "forbid.claim.submit", "public.anyone");
-        assert!(msg.contains("public.anyone") && msg.contains("used twice"), "{msg}");
+        assert!(
+            msg.contains("public.anyone") && msg.contains("used twice"),
+            "{msg}"
+        );
 
         // Schema typo in an action name.
         let msg = load_error(SCHEMA_FILE, "\"audit.read\"", "\"audit.raed\"");
-        assert!(msg.contains(SCHEMA_FILE) && msg.contains("audit.raed") && msg.contains("audit.read"), "{msg}");
+        assert!(
+            msg.contains(SCHEMA_FILE) && msg.contains("audit.raed") && msg.contains("audit.read"),
+            "{msg}"
+        );
         println!("schema action typo:\n{msg}\n");
     }
 
@@ -855,10 +1158,21 @@ mod tests {
             assert!(authz.is_allowed(principal, Action::ClaimRead, &claim));
             let start = Instant::now();
             for _ in 0..n {
-                std::hint::black_box(authz.is_allowed(principal, Action::ClaimRead, std::hint::black_box(&claim)));
+                std::hint::black_box(authz.is_allowed(
+                    principal,
+                    Action::ClaimRead,
+                    std::hint::black_box(&claim),
+                ));
             }
             let per = start.elapsed() / n;
-            println!("claim.read by {name}: {per:?} per decision ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+            println!(
+                "claim.read by {name}: {per:?} per decision ({} build)",
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ use crate::authz::{Action, Resource};
 use crate::error::ApiResult;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(sms_inbox)).routes(routes!(audit_log))
+    OpenApiRouter::new()
+        .routes(routes!(sms_inbox))
+        .routes(routes!(audit_log))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -27,10 +29,27 @@ struct InboxFilter {
 
 /// What the dev SMS sender has "sent", newest first.
 #[utoipa::path(get, path = "/v1/admin/sms", tag = "admin", params(InboxFilter), responses((status = 200, body = Page<SmsMessage>)))]
-async fn sms_inbox(State(state): State<AppState>, caller: Caller, Query(f): Query<InboxFilter>) -> ApiResult<Json<Page<SmsMessage>>> {
+async fn sms_inbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<InboxFilter>,
+) -> ApiResult<Json<Page<SmsMessage>>> {
     state.authorize(&caller, Action::SmsRead, &Resource::Collection("sms"))?;
-    let items = state.store.inbox(&state.keys, f.to.as_ref(), f.limit.unwrap_or(50).clamp(1, 500)).await?;
-    state.store.audit(state.now(), &state.audit(&caller, Action::SmsRead, "sms", None)).await?;
+    let items = state
+        .store
+        .inbox(
+            &state.keys,
+            f.to.as_ref(),
+            f.limit.unwrap_or(50).clamp(1, 500),
+        )
+        .await?;
+    state
+        .store
+        .audit(
+            state.now(),
+            &state.audit(&caller, Action::SmsRead, "sms", None),
+        )
+        .await?;
     Ok(Json(Page { items }))
 }
 
@@ -45,8 +64,18 @@ struct AuditFilter {
 
 /// The audit log, newest first.
 #[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", params(AuditFilter), responses((status = 200, body = Page<AuditEntry>)))]
-async fn audit_log(State(state): State<AppState>, caller: Caller, Query(f): Query<AuditFilter>) -> ApiResult<Json<Page<AuditEntry>>> {
+async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<AuditFilter>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
     state.authorize(&caller, Action::AuditRead, &Resource::Collection("audit"))?;
-    let items = state.store.audit_entries(f.resource_id.as_deref(), f.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let items = state
+        .store
+        .audit_entries(
+            f.resource_id.as_deref(),
+            f.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
     Ok(Json(Page { items }))
 }

@@ -15,7 +15,9 @@ struct Health {
 }
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// The process is up.
@@ -30,6 +32,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if state.store.ping().await {
         (StatusCode::OK, Json(Health { status: "ready" }))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "database unavailable" }))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "database unavailable",
+            }),
+        )
     }
 }

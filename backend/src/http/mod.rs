@@ -64,18 +64,32 @@ pub struct AppState {
 
 impl AppState {
     /// Asks the authorizer; refuses with 401 for anonymous callers and 403 otherwise.
-    pub fn authorize(&self, caller: &Caller, action: Action, resource: &Resource) -> Result<(), ApiError> {
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<(), ApiError> {
         if self.authz.is_allowed(&caller.principal(), action, resource) {
             return Ok(());
         }
         Err(match caller.user {
-            None => ApiError::Unauthenticated(glassguard_protocol::ErrorCode::Unauthenticated, "sign in first".into()),
+            None => ApiError::Unauthenticated(
+                glassguard_protocol::ErrorCode::Unauthenticated,
+                "sign in first".into(),
+            ),
             Some(_) => ApiError::Forbidden,
         })
     }
 
     /// An audit record for this caller.
-    pub fn audit(&self, caller: &Caller, action: Action, resource_type: &str, resource_id: Option<String>) -> AuditRecord {
+    pub fn audit(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource_type: &str,
+        resource_id: Option<String>,
+    ) -> AuditRecord {
         AuditRecord {
             actor_id: caller.user.as_ref().map(|u| u.user_id),
             actor_role: caller.user.as_ref().map(|u| u.role),
@@ -95,7 +109,10 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Glassguard API", description = "Screen-damage protection: partners, sales, policies, claims, vouchers."),
+    info(
+        title = "Glassguard API",
+        description = "Screen-damage protection: partners, sales, policies, claims, vouchers."
+    ),
     components(schemas(glassguard_protocol::Problem, glassguard_protocol::ErrorCode))
 )]
 struct ApiDoc;
@@ -117,7 +134,10 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.body_limit_bytes;
     let x_request_id = HeaderName::from_static("x-request-id");
     router
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }),
+        )
         .layer(axum::middleware::from_fn(problem_and_log))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
@@ -131,10 +151,17 @@ async fn problem_and_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let resp = next.run(req).await;
     let status = resp.status();
-    let cause = resp.extensions().get::<InternalCause>().map(|c| c.0.clone());
+    let cause = resp
+        .extensions()
+        .get::<InternalCause>()
+        .map(|c| c.0.clone());
     let resp = if status.is_client_error() || status.is_server_error() {
         with_problem_body(resp, request_id.as_deref()).await
     } else {
@@ -142,8 +169,12 @@ async fn problem_and_log(req: Request, next: Next) -> Response {
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match cause {
-        Some(cause) => tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), %method, %path, status = status.as_u16(), ms, cause, "request failed"),
-        None => tracing::info!(request_id = request_id.as_deref().unwrap_or("-"), %method, %path, status = status.as_u16(), ms, "request"),
+        Some(cause) => {
+            tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), %method, %path, status = status.as_u16(), ms, cause, "request failed")
+        }
+        None => {
+            tracing::info!(request_id = request_id.as_deref().unwrap_or("-"), %method, %path, status = status.as_u16(), ms, "request")
+        }
     }
     resp
 }
@@ -155,7 +186,9 @@ async fn with_problem_body(resp: Response, request_id: Option<&str>) -> Response
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     let status = resp.status();
     let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let mut problem: serde_json::Value = if is_problem {
         serde_json::from_slice(&bytes).unwrap_or_default()
     } else {
@@ -167,7 +200,10 @@ async fn with_problem_body(resp: Response, request_id: Option<&str>) -> Response
             500..=599 => glassguard_protocol::ErrorCode::Internal,
             _ => glassguard_protocol::ErrorCode::InvalidRequest,
         };
-        let detail = String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>();
+        let detail = String::from_utf8_lossy(&bytes)
+            .chars()
+            .take(300)
+            .collect::<String>();
         serde_json::json!({
             "type": format!("urn:glassguard:problem:{code}"),
             "title": status.canonical_reason().unwrap_or("error"),
@@ -177,10 +213,16 @@ async fn with_problem_body(resp: Response, request_id: Option<&str>) -> Response
         })
     };
     if let (Some(obj), Some(id)) = (problem.as_object_mut(), request_id) {
-        obj.insert("request_id".into(), serde_json::Value::String(id.to_string()));
+        obj.insert(
+            "request_id".into(),
+            serde_json::Value::String(id.to_string()),
+        );
     }
     let body = serde_json::to_vec(&problem).unwrap_or_default();
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body)).into_response()
 }
@@ -197,6 +239,11 @@ pub(crate) fn client_ip(req_parts: &axum::http::request::Parts) -> Option<IpAddr
 pub(crate) fn principal_of(user: Option<&AuthedUser>) -> Principal {
     match user {
         None => Principal::Anonymous,
-        Some(u) => Principal::User { id: u.user_id, role: u.role, partner: u.partner_id, active: u.active },
+        Some(u) => Principal::User {
+            id: u.user_id,
+            role: u.role,
+            partner: u.partner_id,
+            active: u.active,
+        },
     }
 }

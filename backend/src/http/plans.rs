@@ -14,14 +14,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::plans::premium_for;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_plans)).routes(routes!(quote))
+    OpenApiRouter::new()
+        .routes(routes!(list_plans))
+        .routes(routes!(quote))
 }
 
 /// Every plan.
 #[utoipa::path(get, path = "/v1/plans", tag = "plans", responses((status = 200, body = Page<Plan>)))]
 async fn list_plans(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Page<Plan>>> {
     state.authorize(&caller, Action::PlanList, &Resource::Collection("plans"))?;
-    Ok(Json(Page { items: state.catalog.plans().to_vec() }))
+    Ok(Json(Page {
+        items: state.catalog.plans().to_vec(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -33,17 +37,30 @@ struct QuoteQuery {
 
 /// Premiums of every plan for a device price.
 #[utoipa::path(get, path = "/v1/plans/quote", tag = "plans", params(QuoteQuery), responses((status = 200, body = Page<Quote>)))]
-async fn quote(State(state): State<AppState>, caller: Caller, Query(q): Query<QuoteQuery>) -> ApiResult<Json<Page<Quote>>> {
+async fn quote(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<QuoteQuery>,
+) -> ApiResult<Json<Page<Quote>>> {
     state.authorize(&caller, Action::PlanList, &Resource::Collection("plans"))?;
     let price = Money::from_paise(q.device_price)?;
     let items: Vec<Quote> = state
         .catalog
         .plans()
         .iter()
-        .filter_map(|p| premium_for(p, price).map(|premium| Quote { plan_id: p.id.clone(), device_price: price, premium }))
+        .filter_map(|p| {
+            premium_for(p, price).map(|premium| Quote {
+                plan_id: p.id.clone(),
+                device_price: price,
+                premium,
+            })
+        })
         .collect();
     if items.is_empty() {
-        return Err(ApiError::rule(ErrorCode::NoPlanForPrice, "no plan covers a device at this price"));
+        return Err(ApiError::rule(
+            ErrorCode::NoPlanForPrice,
+            "no plan covers a device at this price",
+        ));
     }
     Ok(Json(Page { items }))
 }

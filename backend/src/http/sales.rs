@@ -18,14 +18,20 @@ use crate::plans::{PlanTerms, check_sale};
 use crate::store::{AuthedUser, NewPolicy, SaleOutcome, Scope};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(record_sale)).routes(routes!(list_policies)).routes(routes!(get_policy))
+    OpenApiRouter::new()
+        .routes(routes!(record_sale))
+        .routes(routes!(list_policies))
+        .routes(routes!(get_policy))
 }
 
 const CERT_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 
 fn text(field: &str, v: &str, max: usize) -> ApiResult<()> {
     if v.trim().is_empty() || v.chars().count() > max {
-        return Err(ApiError::rule(ErrorCode::InvalidRequest, format!("{field} must be 1 to {max} characters")));
+        return Err(ApiError::rule(
+            ErrorCode::InvalidRequest,
+            format!("{field} must be 1 to {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -47,43 +53,95 @@ pub(super) fn scope_of(user: &AuthedUser) -> Scope {
 #[utoipa::path(post, path = "/v1/sales", tag = "sales", request_body = SaleRequest,
     responses((status = 201, body = Policy), (status = 200, body = Policy, description = "a retry of a recorded sale"),
               (status = 409, body = glassguard_protocol::Problem), (status = 422, body = glassguard_protocol::Problem)))]
-async fn record_sale(State(state): State<AppState>, caller: Caller, Json(req): Json<SaleRequest>) -> ApiResult<(StatusCode, Json<Policy>)> {
+async fn record_sale(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<SaleRequest>,
+) -> ApiResult<(StatusCode, Json<Policy>)> {
     let user = caller.user()?.clone();
     let partner = user.partner_id.ok_or(ApiError::Forbidden)?;
-    let status = state.store.partner_status(&partner).await?.ok_or(ApiError::Forbidden)?;
-    state.authorize(&caller, Action::PolicyCreate, &Resource::Partner { id: partner, status: status_name(status) })?;
+    let status = state
+        .store
+        .partner_status(&partner)
+        .await?
+        .ok_or(ApiError::Forbidden)?;
+    state.authorize(
+        &caller,
+        Action::PolicyCreate,
+        &Resource::Partner {
+            id: partner,
+            status: status_name(status),
+        },
+    )?;
     match status {
         PartnerStatus::Approved => {}
-        PartnerStatus::Suspended => return Err(ApiError::rule(ErrorCode::PartnerSuspended, "the partner is suspended and cannot sell")),
-        PartnerStatus::Pending => return Err(ApiError::rule(ErrorCode::PartnerNotApproved, "the partner is not approved yet")),
+        PartnerStatus::Suspended => {
+            return Err(ApiError::rule(
+                ErrorCode::PartnerSuspended,
+                "the partner is suspended and cannot sell",
+            ));
+        }
+        PartnerStatus::Pending => {
+            return Err(ApiError::rule(
+                ErrorCode::PartnerNotApproved,
+                "the partner is not approved yet",
+            ));
+        }
     }
     text("customer_name", &req.customer_name, 120)?;
     text("brand", &req.brand, 60)?;
     text("model", &req.model, 80)?;
     text("invoice_ref", &req.invoice_ref, 200)?;
     text("screen_photo_ref", &req.screen_photo_ref, 200)?;
-    if let Some(e) = &req.customer_email {
-        if !e.contains('@') || e.len() > 200 {
-            return Err(ApiError::rule(ErrorCode::InvalidRequest, "customer_email is not an email address"));
-        }
+    if let Some(e) = &req.customer_email
+        && (!e.contains('@') || e.len() > 200)
+    {
+        return Err(ApiError::rule(
+            ErrorCode::InvalidRequest,
+            "customer_email is not an email address",
+        ));
     }
-    let plan = state
-        .catalog
-        .get(&req.plan_id)
-        .ok_or_else(|| ApiError::rule(ErrorCode::PlanNotApplicable, format!("there is no plan {:?}", req.plan_id)))?;
+    let plan = state.catalog.get(&req.plan_id).ok_or_else(|| {
+        ApiError::rule(
+            ErrorCode::PlanNotApplicable,
+            format!("there is no plan {:?}", req.plan_id),
+        )
+    })?;
     let now = state.now();
-    let (premium, start, end) = check_sale(plan, req.device_price, req.device_purchase_date, now.date_naive())?;
+    let (premium, start, end) = check_sale(
+        plan,
+        req.device_price,
+        req.device_purchase_date,
+        now.date_naive(),
+    )?;
     // Before the customer's code is used up: a retry, or a covered IMEI.
-    if let Some(existing) = state.store.active_policy_for_imei(&state.keys, &req.imei).await? {
+    if let Some(existing) = state
+        .store
+        .active_policy_for_imei(&state.keys, &req.imei)
+        .await?
+    {
         if existing == req.id {
-            let row = state.store.policy(&state.keys, &existing).await?.ok_or(ApiError::NotFound)?;
+            let row = state
+                .store
+                .policy(&state.keys, &existing)
+                .await?
+                .ok_or(ApiError::NotFound)?;
             if row.policy.partner_id == Some(partner) {
                 return Ok((StatusCode::OK, Json(row.policy)));
             }
         }
-        return Err(ApiError::conflict(ErrorCode::ImeiAlreadyCovered, "this IMEI already has an active policy"));
+        return Err(ApiError::conflict(
+            ErrorCode::ImeiAlreadyCovered,
+            "this IMEI already has an active policy",
+        ));
     }
-    check_otp(&state, &req.customer_phone, OtpPurpose::SaleConsent, &req.customer_otp).await?;
+    check_otp(
+        &state,
+        &req.customer_phone,
+        OtpPurpose::SaleConsent,
+        &req.customer_otp,
+    )
+    .await?;
     let sale = NewPolicy {
         id: req.id,
         certificate_number: format!("GG-{}-{}", now.format("%Y"), random_code(CERT_ALPHABET, 8)),
@@ -106,35 +164,88 @@ async fn record_sale(State(state): State<AppState>, caller: Caller, Json(req): J
         invoice_ref: &req.invoice_ref,
         screen_photo_ref: &req.screen_photo_ref,
     };
-    let rec = state.audit(&caller, Action::PolicyCreate, "policy", Some(req.id.to_string()));
-    let status = match state.store.record_sale(&state.keys, &sale, now, &rec).await? {
+    let rec = state.audit(
+        &caller,
+        Action::PolicyCreate,
+        "policy",
+        Some(req.id.to_string()),
+    );
+    let status = match state
+        .store
+        .record_sale(&state.keys, &sale, now, &rec)
+        .await?
+    {
         SaleOutcome::Issued(_) => StatusCode::CREATED,
         SaleOutcome::Replayed(_) => StatusCode::OK,
         SaleOutcome::ImeiAlreadyCovered => {
-            return Err(ApiError::conflict(ErrorCode::ImeiAlreadyCovered, "this IMEI already has an active policy"));
+            return Err(ApiError::conflict(
+                ErrorCode::ImeiAlreadyCovered,
+                "this IMEI already has an active policy",
+            ));
         }
     };
-    let row = state.store.policy(&state.keys, &req.id).await?.ok_or(ApiError::NotFound)?;
+    let row = state
+        .store
+        .policy(&state.keys, &req.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok((status, Json(row.policy)))
 }
 
 /// Policies the caller may see: a customer's own, a partner's sales, or all for insurer staff.
 #[utoipa::path(get, path = "/v1/policies", tag = "sales", responses((status = 200, body = Page<Policy>)))]
-async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Page<Policy>>> {
-    state.authorize(&caller, Action::PolicyList, &Resource::Collection("policies"))?;
+async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Page<Policy>>> {
+    state.authorize(
+        &caller,
+        Action::PolicyList,
+        &Resource::Collection("policies"),
+    )?;
     let user = caller.user()?;
-    let items = state.store.list_policies(&state.keys, scope_of(user)).await?;
-    state.store.audit(state.now(), &state.audit(&caller, Action::PolicyList, "policy", None)).await?;
+    let items = state
+        .store
+        .list_policies(&state.keys, scope_of(user))
+        .await?;
+    state
+        .store
+        .audit(
+            state.now(),
+            &state.audit(&caller, Action::PolicyList, "policy", None),
+        )
+        .await?;
     Ok(Json(Page { items }))
 }
 
 /// One policy (its certificate).
 #[utoipa::path(get, path = "/v1/policies/{id}", tag = "sales", params(("id" = PolicyId, Path)), responses((status = 200, body = Policy)))]
-async fn get_policy(State(state): State<AppState>, caller: Caller, Path(id): Path<PolicyId>) -> ApiResult<Json<Policy>> {
-    let row = state.store.policy(&state.keys, &id).await?.ok_or(ApiError::NotFound)?;
+async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PolicyId>,
+) -> ApiResult<Json<Policy>> {
+    let row = state
+        .store
+        .policy(&state.keys, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let p = row.policy;
-    state.authorize(&caller, Action::PolicyRead, &Resource::Policy { id, customer: p.customer_id, partner: p.partner_id })?;
-    state.store.audit(state.now(), &state.audit(&caller, Action::PolicyRead, "policy", Some(id.to_string()))).await?;
+    state.authorize(
+        &caller,
+        Action::PolicyRead,
+        &Resource::Policy {
+            id,
+            customer: p.customer_id,
+            partner: p.partner_id,
+        },
+    )?;
+    state
+        .store
+        .audit(
+            state.now(),
+            &state.audit(&caller, Action::PolicyRead, "policy", Some(id.to_string())),
+        )
+        .await?;
     Ok(Json(p))
 }
-

@@ -20,13 +20,23 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// Create an adjuster, technician or admin.
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = UserCreate, responses((status = 201, body = UserSummary)))]
-async fn create_user(State(state): State<AppState>, caller: Caller, Json(req): Json<UserCreate>) -> ApiResult<(StatusCode, Json<UserSummary>)> {
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<UserCreate>,
+) -> ApiResult<(StatusCode, Json<UserSummary>)> {
     state.authorize(&caller, Action::UserCreate, &Resource::Collection("users"))?;
     if !matches!(req.role, Role::Adjuster | Role::Technician | Role::Admin) {
-        return Err(ApiError::rule(ErrorCode::InvalidRequest, "insurer users are adjusters, technicians or admins"));
+        return Err(ApiError::rule(
+            ErrorCode::InvalidRequest,
+            "insurer users are adjusters, technicians or admins",
+        ));
     }
     if req.name.trim().is_empty() || req.name.chars().count() > 120 {
-        return Err(ApiError::rule(ErrorCode::InvalidRequest, "name must be 1 to 120 characters"));
+        return Err(ApiError::rule(
+            ErrorCode::InvalidRequest,
+            "name must be 1 to 120 characters",
+        ));
     }
     let new = NewUser {
         id: UserId::new(),
@@ -37,12 +47,22 @@ async fn create_user(State(state): State<AppState>, caller: Caller, Json(req): J
         partner_id: None,
         service_centre: req.service_centre.as_deref(),
     };
-    let rec = state.audit(&caller, Action::UserCreate, "user", Some(new.id.to_string()));
+    let rec = state.audit(
+        &caller,
+        Action::UserCreate,
+        "user",
+        Some(new.id.to_string()),
+    );
     let user = state
         .store
         .create_user(&state.keys, &new, state.now(), &rec)
         .await?
-        .ok_or_else(|| ApiError::conflict(ErrorCode::PhoneInUse, "this phone number already belongs to another account"))?;
+        .ok_or_else(|| {
+            ApiError::conflict(
+                ErrorCode::PhoneInUse,
+                "this phone number already belongs to another account",
+            )
+        })?;
     Ok((StatusCode::CREATED, Json(user.summary())))
 }
 
@@ -55,9 +75,25 @@ struct UserFilter {
 
 /// Users, e.g. technicians to allocate to.
 #[utoipa::path(get, path = "/v1/users", tag = "users", params(UserFilter), responses((status = 200, body = Page<UserSummary>)))]
-async fn list_users(State(state): State<AppState>, caller: Caller, Query(f): Query<UserFilter>) -> ApiResult<Json<Page<UserSummary>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<UserFilter>,
+) -> ApiResult<Json<Page<UserSummary>>> {
     state.authorize(&caller, Action::UserList, &Resource::Collection("users"))?;
-    let items = state.store.list_users(&state.keys, f.role, None).await?.iter().map(|u| u.summary()).collect();
-    state.store.audit(state.now(), &state.audit(&caller, Action::UserList, "user", None)).await?;
+    let items = state
+        .store
+        .list_users(&state.keys, f.role, None)
+        .await?
+        .iter()
+        .map(|u| u.summary())
+        .collect();
+    state
+        .store
+        .audit(
+            state.now(),
+            &state.audit(&caller, Action::UserList, "user", None),
+        )
+        .await?;
     Ok(Json(Page { items }))
 }

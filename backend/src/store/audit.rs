@@ -57,16 +57,27 @@ impl Store {
     }
 
     /// Entries, newest first, optionally for one resource.
-    pub async fn audit_entries(&self, resource_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_entries(
+        &self,
+        resource_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
         let rows = match resource_id {
             Some(r) => {
-                sqlx::query("SELECT * FROM audit_log WHERE resource_id = $1 ORDER BY seq DESC LIMIT $2")
-                    .bind(r.to_string())
+                sqlx::query(
+                    "SELECT * FROM audit_log WHERE resource_id = $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(r.to_string())
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1")
                     .bind(limit)
                     .fetch_all(self.reader())
                     .await?
             }
-            None => sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1").bind(limit).fetch_all(self.reader()).await?,
         };
         rows.iter()
             .map(|r| {

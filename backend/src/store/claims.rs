@@ -5,12 +5,18 @@
 
 use chrono::{DateTime, Utc};
 use glassguard_protocol::api::{Claim, ClaimDocument, ClaimEvent, DocumentKind, Job};
-use glassguard_protocol::{ClaimAction, ClaimId, ClaimState, DocumentId, Imei, Money, PartnerId, PhoneNumber, PolicyId, Role, UserId, VoucherId};
+use glassguard_protocol::{
+    ClaimAction, ClaimId, ClaimState, DocumentId, Imei, Money, PartnerId, PhoneNumber, PolicyId,
+    Role, UserId, VoucherId,
+};
 use sqlx::any::AnyRow;
 
 use super::keys::RowCipher;
 use super::policies::Scope;
-use super::{AuditRecord, Result, Store, StoreError, from_ms, get, ms, parse, parse_opt, unwire, unwire_opt, wire};
+use super::{
+    AuditRecord, Result, Store, StoreError, from_ms, get, ms, parse, parse_opt, unwire, unwire_opt,
+    wire,
+};
 use crate::crypto::Keyring;
 
 /// A claim to file.
@@ -123,18 +129,23 @@ fn decode(keys: &Keyring, r: &AnyRow) -> Result<Claim> {
         resolution: unwire_opt(r, "resolution")?,
         incident_at: from_ms(get(r, "incident_at")?)?,
         narrative: c.open_str("narrative", &get::<Vec<u8>>(r, "narrative_enc")?)?,
-        contact_phone: PhoneNumber::parse(&c.open_str("contact_phone", &get::<Vec<u8>>(r, "contact_phone_enc")?)?)
-            .map_err(corrupt)?,
+        contact_phone: PhoneNumber::parse(
+            &c.open_str("contact_phone", &get::<Vec<u8>>(r, "contact_phone_enc")?)?,
+        )
+        .map_err(corrupt)?,
         photo_refs: serde_json::from_str(&get::<String>(r, "photo_refs")?).map_err(corrupt)?,
         technician_id: parse_opt(r, "technician_id")?,
         reason: get(r, "reason")?,
-        documents_requested: serde_json::from_str(&get::<String>(r, "documents_requested")?).map_err(corrupt)?,
+        documents_requested: serde_json::from_str(&get::<String>(r, "documents_requested")?)
+            .map_err(corrupt)?,
         voucher_id: parse_opt(r, "voucher_id")?,
         created_at: from_ms(get(r, "created_at")?)?,
         updated_at: from_ms(get(r, "updated_at")?)?,
     })
 }
 
+// One row of the timeline; the arguments are its columns.
+#[allow(clippy::too_many_arguments)]
 async fn event(
     conn: &mut sqlx::AnyConnection,
     claim: &ClaimId,
@@ -166,13 +177,26 @@ async fn event(
 impl Store {
     /// Files a claim: takes one of the policy's claims for the term, stores
     /// the claim and its first event, queues the SMS and audits, atomically.
-    pub async fn file_claim(&self, keys: &Keyring, n: &NewClaim<'_>, now: DateTime<Utc>, audit: &AuditRecord) -> Result<CreateOutcome> {
+    pub async fn file_claim(
+        &self,
+        keys: &Keyring,
+        n: &NewClaim<'_>,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<CreateOutcome> {
         let id = n.id.to_string();
         let mut tx = self.begin().await?;
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1").bind(id.clone()).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(p) = existing {
-            return Ok(if p == n.policy_id.to_string() { CreateOutcome::Replayed } else { CreateOutcome::IdTaken });
+            return Ok(if p == n.policy_id.to_string() {
+                CreateOutcome::Replayed
+            } else {
+                CreateOutcome::IdTaken
+            });
         }
         let slot = sqlx::query("UPDATE policies SET claims_used = claims_used + 1, updated_at = $1 WHERE id = $2 AND claims_used < $3")
             .bind(ms(now))
@@ -201,9 +225,30 @@ impl Store {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
-        event(&mut tx, &n.id, now, None, ClaimState::Submitted, ClaimAction::Submit, (n.customer_id, Role::Customer), None).await?;
-        let body = format!("Glassguard: we received your claim {}. We will message you at every step.", short(&n.id));
-        super::notifications::enqueue_sms(&mut tx, keys, "claim_stage", n.contact_phone, &body, now).await?;
+        event(
+            &mut tx,
+            &n.id,
+            now,
+            None,
+            ClaimState::Submitted,
+            ClaimAction::Submit,
+            (n.customer_id, Role::Customer),
+            None,
+        )
+        .await?;
+        let body = format!(
+            "Glassguard: we received your claim {}. We will message you at every step.",
+            short(&n.id)
+        );
+        super::notifications::enqueue_sms(
+            &mut tx,
+            keys,
+            "claim_stage",
+            n.contact_phone,
+            &body,
+            now,
+        )
+        .await?;
         super::audit::append(&mut tx, now, audit).await?;
         tx.commit().await?;
         Ok(CreateOutcome::Created)
@@ -211,12 +256,20 @@ impl Store {
 
     /// One claim: one query, two fields decrypted.
     pub async fn claim(&self, keys: &Keyring, id: &ClaimId) -> Result<Option<Claim>> {
-        let r = sqlx::query("SELECT * FROM claims WHERE id = $1").bind(id.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query("SELECT * FROM claims WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.map(|r| decode(keys, &r)).transpose()
     }
 
     /// Claims in scope, optionally in one state, oldest first (a queue).
-    pub async fn list_claims(&self, keys: &Keyring, scope: Scope, state: Option<ClaimState>) -> Result<Vec<Claim>> {
+    pub async fn list_claims(
+        &self,
+        keys: &Keyring,
+        scope: Scope,
+        state: Option<ClaimState>,
+    ) -> Result<Vec<Claim>> {
         let rows = sqlx::query(
             "SELECT * FROM claims WHERE (CAST($1 AS TEXT) IS NULL OR customer_id = $1) AND (CAST($2 AS TEXT) IS NULL OR partner_id = $2) \
              AND (CAST($3 AS TEXT) IS NULL OR technician_id = $3) AND (CAST($4 AS TEXT) IS NULL OR state = $4) ORDER BY id LIMIT 500",
@@ -231,9 +284,19 @@ impl Store {
     }
 
     /// Applies a transition if the claim is still where the caller saw it.
-    pub async fn transition_claim(&self, keys: &Keyring, t: &Transition<'_>, now: DateTime<Utc>, audit: &AuditRecord) -> Result<TransitionOutcome> {
+    pub async fn transition_claim(
+        &self,
+        keys: &Keyring,
+        t: &Transition<'_>,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<TransitionOutcome> {
         let id = t.claim_id.to_string();
-        let docs = t.documents.map(|d| serde_json::to_string(d)).transpose().map_err(corrupt)?;
+        let docs = t
+            .documents
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE claims SET state = $1, resolution = COALESCE($2, resolution), technician_id = COALESCE($3, technician_id), \
@@ -252,8 +315,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            let cur: Option<String> =
-                sqlx::query_scalar("SELECT state FROM claims WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            let cur: Option<String> = sqlx::query_scalar("SELECT state FROM claims WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             return Ok(match cur.and_then(|s| ClaimState::from_name(&s)) {
                 Some(s) => TransitionOutcome::Stale(s),
                 None => TransitionOutcome::NotFound,
@@ -281,7 +346,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        event(&mut tx, &t.claim_id, now, Some(t.expected), t.to, t.action, (t.actor_id, t.actor_role), t.reason).await?;
+        event(
+            &mut tx,
+            &t.claim_id,
+            now,
+            Some(t.expected),
+            t.to,
+            t.action,
+            (t.actor_id, t.actor_role),
+            t.reason,
+        )
+        .await?;
         if let Some((to, body)) = &t.notify {
             super::notifications::enqueue_sms(&mut tx, keys, "claim_stage", to, body, now).await?;
         }
@@ -301,9 +376,11 @@ impl Store {
                 let action: String = get(r, "action")?;
                 Ok(ClaimEvent {
                     at: from_ms(get(r, "at")?)?,
-                    from: get::<Option<String>>(r, "from_state")?.and_then(|s| ClaimState::from_name(&s)),
+                    from: get::<Option<String>>(r, "from_state")?
+                        .and_then(|s| ClaimState::from_name(&s)),
                     to: unwire(r, "to_state")?,
-                    action: serde_json::from_value(serde_json::Value::String(action)).map_err(corrupt)?,
+                    action: serde_json::from_value(serde_json::Value::String(action))
+                        .map_err(corrupt)?,
                     actor_role: unwire(r, "actor_role")?,
                     reason: get(r, "reason")?,
                 })
@@ -321,7 +398,13 @@ impl Store {
         now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<ClaimDocument> {
-        let doc = ClaimDocument { id: DocumentId::new(), claim_id: *claim, kind, object_ref: object_ref.to_string(), created_at: from_ms(ms(now))? };
+        let doc = ClaimDocument {
+            id: DocumentId::new(),
+            claim_id: *claim,
+            kind,
+            object_ref: object_ref.to_string(),
+            created_at: from_ms(ms(now))?,
+        };
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO claim_documents (id, claim_id, kind, object_ref, uploaded_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(doc.id.to_string())
@@ -373,7 +456,8 @@ impl Store {
                     claim: decode(keys, r)?,
                     brand: get(r, "brand")?,
                     model: get(r, "model")?,
-                    imei: Imei::parse(&pc.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?).map_err(corrupt)?,
+                    imei: Imei::parse(&pc.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?)
+                        .map_err(corrupt)?,
                 })
             })
             .collect()

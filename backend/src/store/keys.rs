@@ -12,18 +12,24 @@ impl Store {
     pub async fn open_keyring(&self, master: MasterKey) -> Result<Keyring> {
         let mut tx = self.begin().await?;
         if self.dialect == super::Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7345002)").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7345002)")
+                .execute(&mut *tx)
+                .await?;
         }
-        let rows = sqlx::query("SELECT purpose, wrapped FROM system_keys").fetch_all(&mut *tx).await?;
+        let rows = sqlx::query("SELECT purpose, wrapped FROM system_keys")
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             let (keyring, wrapped) = Keyring::generate(master)?;
             for (purpose, key) in wrapped {
-                sqlx::query("INSERT INTO system_keys (purpose, wrapped, created_at) VALUES ($1, $2, $3)")
-                    .bind(purpose)
-                    .bind(key.as_bytes().to_vec())
-                    .bind(ms(chrono::Utc::now()))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO system_keys (purpose, wrapped, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(purpose)
+                .bind(key.as_bytes().to_vec())
+                .bind(ms(chrono::Utc::now()))
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             return Ok(keyring);
@@ -31,7 +37,10 @@ impl Store {
         tx.commit().await?;
         let mut stored = Vec::new();
         for r in rows {
-            stored.push((get::<String>(&r, "purpose")?, WrappedKey::from_bytes(get::<Vec<u8>>(&r, "wrapped")?)?));
+            stored.push((
+                get::<String>(&r, "purpose")?,
+                WrappedKey::from_bytes(get::<Vec<u8>>(&r, "wrapped")?)?,
+            ));
         }
         Ok(Keyring::open(master, &stored)?)
     }
@@ -47,23 +56,58 @@ pub(crate) struct RowCipher {
 
 impl RowCipher {
     /// A new row: a fresh data key, and its wrapped form to store in `dek`.
-    pub(crate) fn create(keys: &Keyring, table: &'static str, row_id: &str) -> Result<(RowCipher, Vec<u8>)> {
+    pub(crate) fn create(
+        keys: &Keyring,
+        table: &'static str,
+        row_id: &str,
+    ) -> Result<(RowCipher, Vec<u8>)> {
         let (key, wrapped) = keys.new_data_key(&format!("{table}/{row_id}"))?;
-        Ok((RowCipher { key, table, row_id: row_id.to_string() }, wrapped.as_bytes().to_vec()))
+        Ok((
+            RowCipher {
+                key,
+                table,
+                row_id: row_id.to_string(),
+            },
+            wrapped.as_bytes().to_vec(),
+        ))
     }
 
     /// An existing row, from its stored `dek`.
-    pub(crate) fn open(keys: &Keyring, table: &'static str, row_id: &str, dek: Vec<u8>) -> Result<RowCipher> {
-        let key = keys.unwrap_data_key(&format!("{table}/{row_id}"), &WrappedKey::from_bytes(dek)?)?;
-        Ok(RowCipher { key, table, row_id: row_id.to_string() })
+    pub(crate) fn open(
+        keys: &Keyring,
+        table: &'static str,
+        row_id: &str,
+        dek: Vec<u8>,
+    ) -> Result<RowCipher> {
+        let key =
+            keys.unwrap_data_key(&format!("{table}/{row_id}"), &WrappedKey::from_bytes(dek)?)?;
+        Ok(RowCipher {
+            key,
+            table,
+            row_id: row_id.to_string(),
+        })
     }
 
     pub(crate) fn seal(&self, column: &str, plaintext: &str) -> Vec<u8> {
-        self.key.seal_str(&FieldAad { table: self.table, column, row_id: &self.row_id }, plaintext)
+        self.key.seal_str(
+            &FieldAad {
+                table: self.table,
+                column,
+                row_id: &self.row_id,
+            },
+            plaintext,
+        )
     }
 
     pub(crate) fn open_str(&self, column: &str, sealed: &[u8]) -> Result<String> {
-        Ok(self.key.open_str(&FieldAad { table: self.table, column, row_id: &self.row_id }, sealed)?)
+        Ok(self.key.open_str(
+            &FieldAad {
+                table: self.table,
+                column,
+                row_id: &self.row_id,
+            },
+            sealed,
+        )?)
     }
 
     pub(crate) fn seal_opt(&self, column: &str, plaintext: Option<&str>) -> Option<Vec<u8>> {

@@ -26,15 +26,15 @@ pub mod vouchers;
 
 pub use audit::AuditRecord;
 pub use claims::{ClaimRow, CreateOutcome, NewClaim, NewVoucher, Transition, TransitionOutcome};
+pub use notifications::Outgoing;
+pub use otps::{OtpCheck, OtpIssue};
 pub use partners::RegistrationConflict;
 pub use policies::{NewPolicy, PolicyRow, SaleOutcome, Scope};
 pub use sessions::{AccessCheck, TokenPair};
-pub use users::NewUser;
-pub use vouchers::RedeemOutcome;
-pub use notifications::Outgoing;
-pub use otps::{OtpCheck, OtpIssue};
 pub use sessions::{AuthedUser, RefreshOutcome};
+pub use users::NewUser;
 pub use users::UserRow;
+pub use vouchers::RedeemOutcome;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -97,7 +97,11 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url.expose_secret())
                     .await?;
-                Store { read: pool.clone(), write: pool, dialect: Dialect::Postgres }
+                Store {
+                    read: pool.clone(),
+                    write: pool,
+                    dialect: Dialect::Postgres,
+                }
             }
         };
         store.migrate().await?;
@@ -106,10 +110,16 @@ impl Store {
 
     async fn open_sqlite(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let write = AnyPoolOptions::new().max_connections(1).after_connect(sqlite_pragmas).connect(&url).await?;
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(sqlite_pragmas)
+            .connect(&url)
+            .await?;
         // The writer creates the file and switches it to WAL before readers open it.
         sqlx::query("SELECT 1").execute(&write).await?;
         let read = AnyPoolOptions::new()
@@ -118,7 +128,11 @@ impl Store {
             .after_connect(sqlite_pragmas)
             .connect(&url)
             .await?;
-        Ok(Store { read, write, dialect: Dialect::Sqlite })
+        Ok(Store {
+            read,
+            write,
+            dialect: Dialect::Sqlite,
+        })
     }
 
     /// The database behind the store.
@@ -148,19 +162,26 @@ impl Store {
             let mut tx = self.begin().await?;
             if self.dialect == Dialect::Postgres {
                 // Replicas starting together must not migrate twice.
-                sqlx::query("SELECT pg_advisory_xact_lock(7345001)").execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7345001)")
+                    .execute(&mut *tx)
+                    .await?;
             }
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_some() {
                 tx.commit().await?;
                 continue;
             }
             let sql = match self.dialect {
-                Dialect::Sqlite => sql.replace("BLOB_T", "BLOB").replace("SERIAL_PK", "INTEGER PRIMARY KEY AUTOINCREMENT"),
-                Dialect::Postgres => sql.replace("BLOB_T", "BYTEA").replace("SERIAL_PK", "BIGSERIAL PRIMARY KEY"),
+                Dialect::Sqlite => sql
+                    .replace("BLOB_T", "BLOB")
+                    .replace("SERIAL_PK", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+                Dialect::Postgres => sql
+                    .replace("BLOB_T", "BYTEA")
+                    .replace("SERIAL_PK", "BIGSERIAL PRIMARY KEY"),
             };
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
@@ -174,11 +195,15 @@ impl Store {
     }
 }
 
-type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+type ConnectHook<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Every SQLite connection: WAL, foreign keys, a busy timeout, and freed
 /// pages overwritten (so deleted PII ciphertext does not linger).
-fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'_> {
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> ConnectHook<'_> {
     Box::pin(async move {
         sqlx::raw_sql(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
@@ -197,7 +222,9 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_ms(v: i64) -> Result<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(v).single().ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {v}")))
 }
 
 pub(crate) fn day(d: NaiveDate) -> String {
@@ -205,7 +232,8 @@ pub(crate) fn day(d: NaiveDate) -> String {
 }
 
 pub(crate) fn from_day(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| StoreError::Corrupt(format!("bad date {s}")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| StoreError::Corrupt(format!("bad date {s}")))
 }
 
 pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
@@ -231,7 +259,10 @@ pub(crate) fn unwire<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) ->
 }
 
 /// Reads an optional enum stored by [`wire`].
-pub(crate) fn unwire_opt<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {
+pub(crate) fn unwire_opt<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    col: &str,
+) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(col)?;
     s.map(|s| {
         serde_json::from_value(serde_json::Value::String(s.clone()))
@@ -242,10 +273,15 @@ pub(crate) fn unwire_opt<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str
 
 pub(crate) fn parse<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
 }
 
 pub(crate) fn parse_opt<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))).transpose()
+    s.map(|s| {
+        s.parse()
+            .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
+    })
+    .transpose()
 }

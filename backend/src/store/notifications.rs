@@ -30,7 +30,10 @@ pub struct Outgoing {
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The body may hold an OTP and the number is PII.
-        f.debug_struct("Outgoing").field("id", &self.id).field("attempts", &self.attempts).finish_non_exhaustive()
+        f.debug_struct("Outgoing")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +67,12 @@ const LEASE: i64 = 60_000;
 
 impl Store {
     /// Takes up to `limit` due messages, leasing each for a minute.
-    pub async fn take_due_notifications(&self, keys: &Keyring, now: DateTime<Utc>, limit: i64) -> Result<Vec<Outgoing>> {
+    pub async fn take_due_notifications(
+        &self,
+        keys: &Keyring,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Outgoing>> {
         let rows = sqlx::query(
             "SELECT id, dek, to_enc, body_enc, attempts, next_attempt_at FROM notifications \
              WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
@@ -112,7 +120,13 @@ impl Store {
     }
 
     /// Records a failed attempt: retried after `retry_in`, or given up.
-    pub async fn notification_failed(&self, id: &str, error: &str, retry_in: Option<Duration>, now: DateTime<Utc>) -> Result<()> {
+    pub async fn notification_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let (state, next) = match retry_in {
             Some(d) => ("pending", ms(now + d)),
             None => ("failed", ms(now)),
@@ -129,11 +143,21 @@ impl Store {
 
     /// Messages still waiting (for tests and the readiness check).
     pub async fn pending_notifications(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE state = 'pending'").fetch_one(self.reader()).await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE state = 'pending'")
+                .fetch_one(self.reader())
+                .await?,
+        )
     }
 
     /// The dev sender's "delivery": the message lands in the inbox table.
-    pub async fn deliver_to_inbox(&self, keys: &Keyring, to: &PhoneNumber, body: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn deliver_to_inbox(
+        &self,
+        keys: &Keyring,
+        to: &PhoneNumber,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let id = uuid::Uuid::now_v7().to_string();
         let (c, dek) = RowCipher::create(keys, "sms_inbox", &id)?;
         sqlx::query("INSERT INTO sms_inbox (id, dek, to_enc, body_enc, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -148,8 +172,16 @@ impl Store {
     }
 
     /// The dev inbox, newest first, optionally for one phone.
-    pub async fn inbox(&self, keys: &Keyring, to: Option<&PhoneNumber>, limit: i64) -> Result<Vec<SmsMessage>> {
-        let rows = sqlx::query("SELECT * FROM sms_inbox ORDER BY id DESC LIMIT $1").bind(limit).fetch_all(self.reader()).await?;
+    pub async fn inbox(
+        &self,
+        keys: &Keyring,
+        to: Option<&PhoneNumber>,
+        limit: i64,
+    ) -> Result<Vec<SmsMessage>> {
+        let rows = sqlx::query("SELECT * FROM sms_inbox ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
         let mut out = Vec::new();
         for r in rows {
             let id: String = get(&r, "id")?;

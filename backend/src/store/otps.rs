@@ -62,11 +62,13 @@ pub enum OtpCheck {
 }
 
 async fn failures(conn: &mut AnyConnection, phone_index: &[u8]) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT failures FROM otp_accounts WHERE phone_index = $1")
-        .bind(phone_index.to_vec())
-        .fetch_optional(conn)
-        .await?
-        .unwrap_or(0))
+    Ok(
+        sqlx::query_scalar("SELECT failures FROM otp_accounts WHERE phone_index = $1")
+            .bind(phone_index.to_vec())
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0),
+    )
 }
 
 impl Store {
@@ -95,13 +97,17 @@ impl Store {
         if let Some(last) = recent.first() {
             let wait = last + OTP_RESEND_GAP.num_milliseconds() - now_ms;
             if wait > 0 {
-                return Ok(OtpIssue::TooSoon { retry_after: (wait as u64).div_ceil(1000) });
+                return Ok(OtpIssue::TooSoon {
+                    retry_after: (wait as u64).div_ceil(1000),
+                });
             }
         }
         if recent.len() as i64 >= OTP_PER_HOUR {
             let oldest = recent.last().copied().unwrap_or(now_ms);
             let wait = oldest + 3_600_000 - now_ms;
-            return Ok(OtpIssue::HourlyLimit { retry_after: (wait.max(1000) as u64).div_ceil(1000) });
+            return Ok(OtpIssue::HourlyLimit {
+                retry_after: (wait.max(1000) as u64).div_ceil(1000),
+            });
         }
         let id = uuid::Uuid::now_v7().to_string();
         let mac = keys.otp_mac(purpose.as_str(), phone.as_str(), &id, code);
@@ -117,7 +123,9 @@ impl Store {
         .bind(ms(now + OTP_TTL))
         .execute(&mut *tx)
         .await?;
-        let body = format!("{code} is your Glassguard code. It expires in 5 minutes. Never share it, not even with us.");
+        let body = format!(
+            "{code} is your Glassguard code. It expires in 5 minutes. Never share it, not even with us."
+        );
         super::notifications::enqueue_sms(&mut tx, keys, "otp", phone, &body, now).await?;
         tx.commit().await?;
         Ok(OtpIssue::Issued)
@@ -145,7 +153,9 @@ impl Store {
         .bind(purpose.as_str().to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(OtpCheck::Expired) };
+        let Some(row) = row else {
+            return Ok(OtpCheck::Expired);
+        };
         let id: String = get(&row, "id")?;
         if get::<i64>(&row, "expires_at")? <= ms(now) {
             return Ok(OtpCheck::Expired);
@@ -157,16 +167,28 @@ impl Store {
         let well_formed = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
         let stored: Vec<u8> = get(&row, "mac")?;
         if well_formed && keys.otp_verify(purpose.as_str(), phone.as_str(), &id, code, &stored) {
-            let used = sqlx::query("UPDATE otp_challenges SET consumed_at = $1 WHERE id = $2 AND consumed_at IS NULL")
-                .bind(ms(now))
-                .bind(id)
+            let used = sqlx::query(
+                "UPDATE otp_challenges SET consumed_at = $1 WHERE id = $2 AND consumed_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE otp_accounts SET failures = 0 WHERE phone_index = $1")
+                .bind(pi)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE otp_accounts SET failures = 0 WHERE phone_index = $1").bind(pi).execute(&mut *tx).await?;
             tx.commit().await?;
-            return Ok(if used.rows_affected() == 1 { OtpCheck::Valid } else { OtpCheck::Expired });
+            return Ok(if used.rows_affected() == 1 {
+                OtpCheck::Valid
+            } else {
+                OtpCheck::Expired
+            });
         }
-        sqlx::query("UPDATE otp_challenges SET attempts = attempts + 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE otp_challenges SET attempts = attempts + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO otp_accounts (phone_index, failures) VALUES ($1, 1) \
              ON CONFLICT (phone_index) DO UPDATE SET failures = otp_accounts.failures + 1",
@@ -181,7 +203,9 @@ impl Store {
         } else if attempts + 1 >= OTP_TRIES {
             OtpCheck::TooManyAttempts
         } else {
-            OtpCheck::Invalid { remaining: OTP_TRIES - attempts - 1 }
+            OtpCheck::Invalid {
+                remaining: OTP_TRIES - attempts - 1,
+            }
         })
     }
 }

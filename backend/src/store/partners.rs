@@ -2,7 +2,9 @@
 //! through its blind index. Plus the commission ledger.
 
 use chrono::{DateTime, Utc};
-use glassguard_protocol::api::{Address, CommissionEntry, Partner, PartnerRegistration, PartnerStatus};
+use glassguard_protocol::api::{
+    Address, CommissionEntry, Partner, PartnerRegistration, PartnerStatus,
+};
 use glassguard_protocol::{Gstin, Money, Pan, PartnerId, PhoneNumber, Role, UserId};
 use sqlx::any::AnyRow;
 
@@ -27,15 +29,18 @@ fn corrupt(e: glassguard_protocol::problem::ParseError) -> StoreError {
 fn decode(keys: &Keyring, r: &AnyRow) -> Result<Partner> {
     let id: String = get(r, "id")?;
     let c = RowCipher::open(keys, "partners", &id, get(r, "dek")?)?;
-    let open = |col: &str, enc: &str| -> Result<String> { c.open_str(col, &get::<Vec<u8>>(r, enc)?) };
-    let address: Address = serde_json::from_str(&open("address", "address_enc")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let open =
+        |col: &str, enc: &str| -> Result<String> { c.open_str(col, &get::<Vec<u8>>(r, enc)?) };
+    let address: Address = serde_json::from_str(&open("address", "address_enc")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Partner {
         id: parse(r, "id")?,
         legal_name: open("legal_name", "legal_name_enc")?,
         gstin: Gstin::parse(&open("gstin", "gstin_enc")?).map_err(corrupt)?,
         pan: Pan::parse(&open("pan", "pan_enc")?).map_err(corrupt)?,
         address,
-        contact_phone: PhoneNumber::parse(&open("contact_phone", "contact_phone_enc")?).map_err(corrupt)?,
+        contact_phone: PhoneNumber::parse(&open("contact_phone", "contact_phone_enc")?)
+            .map_err(corrupt)?,
         status: unwire(r, "status")?,
         created_at: from_ms(get(r, "created_at")?)?,
     })
@@ -53,8 +58,10 @@ impl Store {
         let id = PartnerId::new();
         let sid = id.to_string();
         let (c, dek) = RowCipher::create(keys, "partners", &sid)?;
-        let address = serde_json::to_string(&reg.address).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let payout = serde_json::to_string(&reg.payout).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let address =
+            serde_json::to_string(&reg.address).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payout =
+            serde_json::to_string(&reg.payout).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "INSERT INTO partners (id, status, gstin_index, dek, legal_name_enc, gstin_enc, pan_enc, address_enc, \
@@ -109,18 +116,28 @@ impl Store {
 
     /// A partner, decrypted.
     pub async fn partner(&self, keys: &Keyring, id: &PartnerId) -> Result<Option<Partner>> {
-        let r = sqlx::query("SELECT * FROM partners WHERE id = $1").bind(id.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query("SELECT * FROM partners WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.map(|r| decode(keys, &r)).transpose()
     }
 
     /// A partner's status only (no decryption).
     pub async fn partner_status(&self, id: &PartnerId) -> Result<Option<PartnerStatus>> {
-        let r = sqlx::query("SELECT status FROM partners WHERE id = $1").bind(id.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query("SELECT status FROM partners WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.map(|r| unwire(&r, "status")).transpose()
     }
 
     /// Partners, optionally by status, oldest first.
-    pub async fn list_partners(&self, keys: &Keyring, status: Option<PartnerStatus>) -> Result<Vec<Partner>> {
+    pub async fn list_partners(
+        &self,
+        keys: &Keyring,
+        status: Option<PartnerStatus>,
+    ) -> Result<Vec<Partner>> {
         let rows = sqlx::query("SELECT * FROM partners WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY id LIMIT 500")
             .bind(status.map(|s| wire(&s)))
             .fetch_all(self.reader())
@@ -138,21 +155,25 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<Option<std::result::Result<(), PartnerStatus>>> {
         let mut tx = self.begin().await?;
-        let cur: Option<String> =
-            sqlx::query_scalar("SELECT status FROM partners WHERE id = $1").bind(id.to_string()).fetch_optional(&mut *tx).await?;
+        let cur: Option<String> = sqlx::query_scalar("SELECT status FROM partners WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(cur) = cur else { return Ok(None) };
-        let cur: PartnerStatus =
-            serde_json::from_value(serde_json::Value::String(cur)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let cur: PartnerStatus = serde_json::from_value(serde_json::Value::String(cur))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if !from.contains(&cur) {
             return Ok(Some(Err(cur)));
         }
-        sqlx::query("UPDATE partners SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
-            .bind(wire(&to))
-            .bind(ms(now))
-            .bind(id.to_string())
-            .bind(wire(&cur))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE partners SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+        )
+        .bind(wire(&to))
+        .bind(ms(now))
+        .bind(id.to_string())
+        .bind(wire(&cur))
+        .execute(&mut *tx)
+        .await?;
         super::audit::append(&mut tx, now, audit).await?;
         tx.commit().await?;
         Ok(Some(Ok(())))

@@ -10,7 +10,10 @@ use sqlx::any::AnyRow;
 
 use super::keys::{RowCipher, blind, index};
 use super::users::{NewUser, fill_name, insert_user, user_by_phone_on};
-use super::{AuditRecord, Result, Store, StoreError, day, from_day, from_ms, get, ms, parse, parse_opt, unwire};
+use super::{
+    AuditRecord, Result, Store, StoreError, day, from_day, from_ms, get, ms, parse, parse_opt,
+    unwire,
+};
 use crate::crypto::Keyring;
 use crate::plans::PlanTerms;
 
@@ -126,7 +129,8 @@ fn decode(keys: &Keyring, r: &AnyRow) -> Result<PolicyRow> {
     let customer: String = get(r, "customer_id")?;
     let u = RowCipher::open(keys, "users", &customer, get(r, "u_dek")?)?;
     let money = |col: &str| -> Result<Money> { Money::from_paise(get(r, col)?).map_err(corrupt) };
-    let terms: PlanTerms = serde_json::from_str(&get::<String>(r, "plan_terms")?).map_err(corrupt)?;
+    let terms: PlanTerms =
+        serde_json::from_str(&get::<String>(r, "plan_terms")?).map_err(corrupt)?;
     Ok(PolicyRow {
         policy: Policy {
             id: parse(r, "id")?,
@@ -135,9 +139,15 @@ fn decode(keys: &Keyring, r: &AnyRow) -> Result<PolicyRow> {
             plan_id: get(r, "plan_id")?,
             partner_id: parse_opt(r, "partner_id")?,
             customer_id: parse(r, "customer_id")?,
-            customer_name: u.open_opt("name", get(r, "u_name_enc")?)?.unwrap_or_default(),
-            customer_phone: PhoneNumber::parse(&u.open_str("phone", &get::<Vec<u8>>(r, "u_phone_enc")?)?).map_err(corrupt)?,
-            imei: Imei::parse(&c.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?).map_err(corrupt)?,
+            customer_name: u
+                .open_opt("name", get(r, "u_name_enc")?)?
+                .unwrap_or_default(),
+            customer_phone: PhoneNumber::parse(
+                &u.open_str("phone", &get::<Vec<u8>>(r, "u_phone_enc")?)?,
+            )
+            .map_err(corrupt)?,
+            imei: Imei::parse(&c.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?)
+                .map_err(corrupt)?,
             brand: get(r, "brand")?,
             model: get(r, "model")?,
             device_price: money("device_price")?,
@@ -156,7 +166,13 @@ fn decode(keys: &Keyring, r: &AnyRow) -> Result<PolicyRow> {
 
 impl Store {
     /// Records a sale: customer, policy, commission, SMS and audit, atomically.
-    pub async fn record_sale(&self, keys: &Keyring, s: &NewPolicy<'_>, now: DateTime<Utc>, audit: &AuditRecord) -> Result<SaleOutcome> {
+    pub async fn record_sale(
+        &self,
+        keys: &Keyring,
+        s: &NewPolicy<'_>,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<SaleOutcome> {
         let mut tx = self.begin().await?;
         let customer = match user_by_phone_on(&mut tx, keys, s.customer_phone).await? {
             Some(u) => {
@@ -173,7 +189,9 @@ impl Store {
                     partner_id: None,
                     service_centre: None,
                 };
-                insert_user(&mut tx, keys, &new, now).await?.ok_or_else(|| corrupt("customer phone raced"))?
+                insert_user(&mut tx, keys, &new, now)
+                    .await?
+                    .ok_or_else(|| corrupt("customer phone raced"))?
             }
         };
         let imei_index = blind(keys, index::IMEI, s.imei.as_str());
@@ -217,8 +235,15 @@ impl Store {
         .await?;
         if done.rows_affected() == 0 {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM policies WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-            return Ok(if exists.is_some() { SaleOutcome::Replayed(s.id) } else { SaleOutcome::ImeiAlreadyCovered });
+                sqlx::query_scalar("SELECT id FROM policies WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(if exists.is_some() {
+                SaleOutcome::Replayed(s.id)
+            } else {
+                SaleOutcome::ImeiAlreadyCovered
+            });
         }
         if let Some(partner) = s.partner_id {
             sqlx::query("INSERT INTO commissions (id, partner_id, policy_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -234,7 +259,15 @@ impl Store {
             "Glassguard: your screen protection {} for {} {} is active from {} to {}.",
             s.certificate_number, s.brand, s.model, s.start, s.end
         );
-        super::notifications::enqueue_sms(&mut tx, keys, "policy_issued", s.customer_phone, &body, now).await?;
+        super::notifications::enqueue_sms(
+            &mut tx,
+            keys,
+            "policy_issued",
+            s.customer_phone,
+            &body,
+            now,
+        )
+        .await?;
         super::audit::append(&mut tx, now, audit).await?;
         tx.commit().await?;
         Ok(SaleOutcome::Issued(s.id))
@@ -243,7 +276,10 @@ impl Store {
     /// A policy with its terms.
     pub async fn policy(&self, keys: &Keyring, id: &PolicyId) -> Result<Option<PolicyRow>> {
         let sql = format!("{SELECT} WHERE p.id = $1");
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.map(|r| decode(keys, &r)).transpose()
     }
 
@@ -258,16 +294,24 @@ impl Store {
             .bind(scope.partner())
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(|r| decode(keys, r).map(|p| p.policy)).collect()
+        rows.iter()
+            .map(|r| decode(keys, r).map(|p| p.policy))
+            .collect()
     }
 
     /// The status of the active policy on an IMEI, if any (for the duplicate warning).
-    pub async fn active_policy_for_imei(&self, keys: &Keyring, imei: &Imei) -> Result<Option<PolicyId>> {
-        let r: Option<String> = sqlx::query_scalar("SELECT id FROM policies WHERE imei_index = $1 AND status = 'active'")
-            .bind(blind(keys, index::IMEI, imei.as_str()))
-            .fetch_optional(self.reader())
-            .await?;
-        r.map(|s| s.parse().map_err(|_| corrupt("bad policy id"))).transpose()
+    pub async fn active_policy_for_imei(
+        &self,
+        keys: &Keyring,
+        imei: &Imei,
+    ) -> Result<Option<PolicyId>> {
+        let r: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM policies WHERE imei_index = $1 AND status = 'active'",
+        )
+        .bind(blind(keys, index::IMEI, imei.as_str()))
+        .fetch_optional(self.reader())
+        .await?;
+        r.map(|s| s.parse().map_err(|_| corrupt("bad policy id")))
+            .transpose()
     }
 }
-

@@ -85,20 +85,28 @@ pub async fn open_session(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO sessions (id, user_id, device_id, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(id.clone())
-        .bind(user.to_string())
-        .bind(device.to_string())
-        .bind(ms(now))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, device_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.clone())
+    .bind(user.to_string())
+    .bind(device.to_string())
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
     store_pair(conn, &id, pair).await?;
     Ok(id)
 }
 
 impl Store {
     /// Opens a session in its own transaction.
-    pub async fn create_session(&self, user: &UserId, device: &DeviceId, pair: &TokenPair, now: DateTime<Utc>) -> Result<String> {
+    pub async fn create_session(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        pair: &TokenPair,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let mut tx = self.begin().await?;
         let id = open_session(&mut tx, user, device, pair, now).await?;
         tx.commit().await?;
@@ -106,7 +114,11 @@ impl Store {
     }
 
     /// Looks up an access token by its hash: one query.
-    pub async fn authenticate(&self, access_hash: &[u8], now: DateTime<Utc>) -> Result<AccessCheck> {
+    pub async fn authenticate(
+        &self,
+        access_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<AccessCheck> {
         let r = sqlx::query(
             "SELECT a.expires_at, s.id AS session_id, s.revoked_at, u.id AS user_id, u.role, u.partner_id, u.active \
              FROM access_tokens a JOIN sessions s ON s.id = a.session_id JOIN users u ON u.id = s.user_id \
@@ -115,7 +127,9 @@ impl Store {
         .bind(access_hash.to_vec())
         .fetch_optional(self.reader())
         .await?;
-        let Some(r) = r else { return Ok(AccessCheck::Unknown) };
+        let Some(r) = r else {
+            return Ok(AccessCheck::Unknown);
+        };
         if get::<Option<i64>>(&r, "revoked_at")?.is_some() {
             return Ok(AccessCheck::Unknown);
         }
@@ -134,7 +148,13 @@ impl Store {
     }
 
     /// Uses a refresh token once and stores the next pair.
-    pub async fn rotate_refresh(&self, refresh_hash: &[u8], device: &DeviceId, next: &TokenPair, now: DateTime<Utc>) -> Result<RefreshOutcome> {
+    pub async fn rotate_refresh(
+        &self,
+        refresh_hash: &[u8],
+        device: &DeviceId,
+        next: &TokenPair,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshOutcome> {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
             "SELECT r.session_id, r.expires_at, r.used_at, s.device_id, s.revoked_at, s.user_id \
@@ -143,22 +163,28 @@ impl Store {
         .bind(refresh_hash.to_vec())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(r) = r else { return Ok(RefreshOutcome::Invalid) };
+        let Some(r) = r else {
+            return Ok(RefreshOutcome::Invalid);
+        };
         let session: String = get(&r, "session_id")?;
         if get::<Option<i64>>(&r, "revoked_at")?.is_some() {
             return Ok(RefreshOutcome::Invalid);
         }
-        let fresh = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL")
-            .bind(ms(now))
-            .bind(refresh_hash.to_vec())
-            .execute(&mut *tx)
-            .await?;
+        let fresh = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(refresh_hash.to_vec())
+        .execute(&mut *tx)
+        .await?;
         if get::<Option<i64>>(&r, "used_at")?.is_some() || fresh.rows_affected() == 0 {
             revoke(&mut tx, &session, "refresh_token_reused", now).await?;
             tx.commit().await?;
             return Ok(RefreshOutcome::Reused);
         }
-        if get::<String>(&r, "device_id")? != device.to_string() || get::<i64>(&r, "expires_at")? <= ms(now) {
+        if get::<String>(&r, "device_id")? != device.to_string()
+            || get::<i64>(&r, "expires_at")? <= ms(now)
+        {
             // A token presented from another device is treated as stolen.
             revoke(&mut tx, &session, "refresh_token_misused", now).await?;
             tx.commit().await?;
@@ -170,7 +196,12 @@ impl Store {
     }
 
     /// Revokes a session (sign-out).
-    pub async fn revoke_session(&self, session: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn revoke_session(
+        &self,
+        session: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         revoke(&mut tx, session, reason, now).await?;
         tx.commit().await?;
@@ -178,13 +209,21 @@ impl Store {
     }
 }
 
-async fn revoke(conn: &mut sqlx::AnyConnection, session: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+async fn revoke(
+    conn: &mut sqlx::AnyConnection,
+    session: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
         .bind(ms(now))
         .bind(reason.to_string())
         .bind(session.to_string())
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM access_tokens WHERE session_id = $1").bind(session.to_string()).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM access_tokens WHERE session_id = $1")
+        .bind(session.to_string())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -80,7 +80,12 @@ fn decode(keys: &Keyring, r: &AnyRow) -> Result<UserRow> {
 }
 
 /// Inserts a user; `None` when the phone already belongs to someone.
-pub async fn insert_user(conn: &mut AnyConnection, keys: &Keyring, u: &NewUser<'_>, now: DateTime<Utc>) -> Result<Option<UserRow>> {
+pub async fn insert_user(
+    conn: &mut AnyConnection,
+    keys: &Keyring,
+    u: &NewUser<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<UserRow>> {
     let id = u.id.to_string();
     let (c, dek) = RowCipher::create(keys, "users", &id)?;
     let done = sqlx::query(
@@ -114,7 +119,11 @@ pub async fn insert_user(conn: &mut AnyConnection, keys: &Keyring, u: &NewUser<'
 }
 
 /// A user by phone, on the caller's connection.
-pub async fn user_by_phone_on(conn: &mut AnyConnection, keys: &Keyring, phone: &PhoneNumber) -> Result<Option<UserRow>> {
+pub async fn user_by_phone_on(
+    conn: &mut AnyConnection,
+    keys: &Keyring,
+    phone: &PhoneNumber,
+) -> Result<Option<UserRow>> {
     let r = sqlx::query("SELECT * FROM users WHERE phone_index = $1")
         .bind(blind(keys, index::PHONE, phone.as_str()))
         .fetch_optional(conn)
@@ -123,8 +132,16 @@ pub async fn user_by_phone_on(conn: &mut AnyConnection, keys: &Keyring, phone: &
 }
 
 /// Sets a user's name where none is known yet.
-pub async fn fill_name(conn: &mut AnyConnection, keys: &Keyring, user: &UserId, name: &str) -> Result<()> {
-    let r = sqlx::query("SELECT dek FROM users WHERE id = $1 AND name_enc IS NULL").bind(user.to_string()).fetch_optional(&mut *conn).await?;
+pub async fn fill_name(
+    conn: &mut AnyConnection,
+    keys: &Keyring,
+    user: &UserId,
+    name: &str,
+) -> Result<()> {
+    let r = sqlx::query("SELECT dek FROM users WHERE id = $1 AND name_enc IS NULL")
+        .bind(user.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some(r) = r {
         let c = RowCipher::open(keys, "users", &user.to_string(), get(&r, "dek")?)?;
         sqlx::query("UPDATE users SET name_enc = $1 WHERE id = $2 AND name_enc IS NULL")
@@ -138,19 +155,32 @@ pub async fn fill_name(conn: &mut AnyConnection, keys: &Keyring, user: &UserId, 
 
 impl Store {
     /// A user by phone.
-    pub async fn user_by_phone(&self, keys: &Keyring, phone: &PhoneNumber) -> Result<Option<UserRow>> {
+    pub async fn user_by_phone(
+        &self,
+        keys: &Keyring,
+        phone: &PhoneNumber,
+    ) -> Result<Option<UserRow>> {
         let mut conn = self.reader().acquire().await?;
         user_by_phone_on(&mut conn, keys, phone).await
     }
 
     /// A user by id.
     pub async fn user_by_id(&self, keys: &Keyring, id: &UserId) -> Result<Option<UserRow>> {
-        let r = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.map(|r| decode(keys, &r)).transpose()
     }
 
     /// Creates a user in its own transaction; `None` when the phone is taken.
-    pub async fn create_user(&self, keys: &Keyring, u: &NewUser<'_>, now: DateTime<Utc>, audit: &super::AuditRecord) -> Result<Option<UserRow>> {
+    pub async fn create_user(
+        &self,
+        keys: &Keyring,
+        u: &NewUser<'_>,
+        now: DateTime<Utc>,
+        audit: &super::AuditRecord,
+    ) -> Result<Option<UserRow>> {
         let mut tx = self.begin().await?;
         let row = insert_user(&mut tx, keys, u, now).await?;
         if row.is_some() {
@@ -161,7 +191,12 @@ impl Store {
     }
 
     /// Users, optionally by role and partner.
-    pub async fn list_users(&self, keys: &Keyring, role: Option<Role>, partner: Option<PartnerId>) -> Result<Vec<UserRow>> {
+    pub async fn list_users(
+        &self,
+        keys: &Keyring,
+        role: Option<Role>,
+        partner: Option<PartnerId>,
+    ) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(
             "SELECT * FROM users WHERE (CAST($1 AS TEXT) IS NULL OR role = $1) AND (CAST($2 AS TEXT) IS NULL OR partner_id = $2) ORDER BY id LIMIT 500",
         )

@@ -27,7 +27,9 @@ fn decode(r: &AnyRow) -> Result<Voucher> {
         customer_id: parse(r, "customer_id")?,
         value: Money::from_paise(get(r, "value")?).map_err(|e| StoreError::Corrupt(e.message))?,
         expires_at: from_ms(get(r, "expires_at")?)?,
-        redeemed_at: get::<Option<i64>>(r, "redeemed_at")?.map(from_ms).transpose()?,
+        redeemed_at: get::<Option<i64>>(r, "redeemed_at")?
+            .map(from_ms)
+            .transpose()?,
         redeemed_by_partner: parse_opt(r, "redeemed_by_partner")?,
     })
 }
@@ -44,7 +46,10 @@ impl Store {
 
     /// A voucher by its code.
     pub async fn voucher_by_code(&self, code: &str) -> Result<Option<Voucher>> {
-        let r = sqlx::query("SELECT * FROM vouchers WHERE code = $1").bind(code.to_string()).fetch_optional(self.reader()).await?;
+        let r = sqlx::query("SELECT * FROM vouchers WHERE code = $1")
+            .bind(code.to_string())
+            .fetch_optional(self.reader())
+            .await?;
         r.as_ref().map(decode).transpose()
     }
 
@@ -74,7 +79,10 @@ impl Store {
             return Ok(RedeemOutcome::Redeemed);
         }
         let redeemed: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT redeemed_at FROM vouchers WHERE code = $1").bind(code.to_string()).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT redeemed_at FROM vouchers WHERE code = $1")
+                .bind(code.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         Ok(match redeemed {
             Some(Some(_)) => RedeemOutcome::AlreadyRedeemed,
             _ => RedeemOutcome::Expired,

@@ -35,13 +35,20 @@ pub struct TestApp {
 /// The PostgreSQL admin URL, or `None` (loudly) when none is configured.
 /// Under CI a missing PostgreSQL is a failure, not a skip.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("GLASSGUARD_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) {
+    match std::env::var("GLASSGUARD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(u) => Some(u),
         None => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but GLASSGUARD_TEST_POSTGRES_URL is not set: the PostgreSQL conformance run is required in CI");
+                panic!(
+                    "CI=true but GLASSGUARD_TEST_POSTGRES_URL is not set: the PostgreSQL conformance run is required in CI"
+                );
             }
-            eprintln!("\n!!!! SKIPPED: PostgreSQL conformance test (GLASSGUARD_TEST_POSTGRES_URL not set; run `cargo xtask test`) !!!!\n");
+            eprintln!(
+                "\n!!!! SKIPPED: PostgreSQL conformance test (GLASSGUARD_TEST_POSTGRES_URL not set; run `cargo xtask test`) !!!!\n"
+            );
             None
         }
     }
@@ -51,9 +58,17 @@ async fn create_pg_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("gg_test_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::AnyConnection::connect(admin_url).await.expect("connect to PostgreSQL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or_else(|| admin_url.to_string());
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or_else(|| admin_url.to_string());
     (name.clone(), format!("{base}/{name}"))
 }
 
@@ -64,7 +79,11 @@ impl TestApp {
 
     pub async fn spawn_with(db: Db, tweak: impl FnOnce(&mut Layer)) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
-        let mut layer = Layer { data_dir: Some(dir.path().to_path_buf()), listen: Some("127.0.0.1:0".into()), ..Layer::default() };
+        let mut layer = Layer {
+            data_dir: Some(dir.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Layer::default()
+        };
         let mut pg_db = None;
         if db == Db::Postgres {
             let admin = postgres_url()?;
@@ -76,9 +95,18 @@ impl TestApp {
         let settings = layer.resolve().unwrap();
         let clock = ManualClock::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = launch_with_listener(settings, Arc::new(clock.clone()), listener).await.unwrap();
+        let server = launch_with_listener(settings, Arc::new(clock.clone()), listener)
+            .await
+            .unwrap();
         let base = format!("http://{}", server.addr);
-        Some(TestApp { server, base, clock, http: reqwest::Client::new(), dir, pg_db })
+        Some(TestApp {
+            server,
+            base,
+            clock,
+            http: reqwest::Client::new(),
+            dir,
+            pg_db,
+        })
     }
 
     pub fn db_file(&self) -> std::path::PathBuf {
@@ -115,10 +143,20 @@ impl TestApp {
     /// The newest OTP sent to a phone.
     pub async fn last_otp(&self, to: &str) -> String {
         let body = self.last_sms(to).await;
-        body.split_whitespace().next().filter(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())).unwrap_or_else(|| panic!("no OTP in {body:?}")).to_string()
+        body.split_whitespace()
+            .next()
+            .filter(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("no OTP in {body:?}"))
+            .to_string()
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -129,12 +167,27 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 
-    pub async fn post<B: Serialize>(&self, path: &str, token: Option<&str>, body: &B) -> (StatusCode, Value) {
-        self.call(Method::POST, path, token, Some(serde_json::to_value(body).unwrap())).await
+    pub async fn post<B: Serialize>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &B,
+    ) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            path,
+            token,
+            Some(serde_json::to_value(body).unwrap()),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -150,7 +203,9 @@ impl TestApp {
             if s != StatusCode::TOO_MANY_REQUESTS || b["code"] != "otp_rate_limited" {
                 break;
             }
-            self.clock.advance(chrono::Duration::seconds(b["retry_after_seconds"].as_i64().unwrap() + 1));
+            self.clock.advance(chrono::Duration::seconds(
+                b["retry_after_seconds"].as_i64().unwrap() + 1,
+            ));
             (s, b) = self.post("/v1/auth/otp", None, &body).await;
         }
         assert_eq!(s, StatusCode::ACCEPTED, "{b}");
@@ -161,14 +216,23 @@ impl TestApp {
     pub async fn sign_in(&self, phone: &str) -> Session {
         let code = self.otp(phone, OtpPurpose::SignIn).await;
         let (s, b) = self
-            .post("/v1/auth/sign-in", None, &serde_json::json!({"phone": phone, "code": code, "device_id": DeviceId::new()}))
+            .post(
+                "/v1/auth/sign-in",
+                None,
+                &serde_json::json!({"phone": phone, "code": code, "device_id": DeviceId::new()}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         serde_json::from_value(b).unwrap()
     }
 
     /// Creates a user of any insurer role directly (as the CLI would for admins).
-    pub async fn seed_user(&self, phone: &str, role: glassguard_protocol::Role, name: &str) -> glassguard_protocol::UserId {
+    pub async fn seed_user(
+        &self,
+        phone: &str,
+        role: glassguard_protocol::Role,
+        name: &str,
+    ) -> glassguard_protocol::UserId {
         let s = &self.server.state;
         let ph = PhoneNumber::parse(phone).unwrap();
         let new = glassguard_server::store::NewUser {
@@ -180,20 +244,35 @@ impl TestApp {
             partner_id: None,
             service_centre: None,
         };
-        s.store.create_user(&s.keys, &new, s.clock.now(), &Default::default()).await.unwrap().unwrap().id
+        s.store
+            .create_user(&s.keys, &new, s.clock.now(), &Default::default())
+            .await
+            .unwrap()
+            .unwrap()
+            .id
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let (Some(name), Some(admin)) = (self.pg_db.take(), std::env::var("GLASSGUARD_TEST_POSTGRES_URL").ok()) {
+        if let (Some(name), Some(admin)) = (
+            self.pg_db.take(),
+            std::env::var("GLASSGUARD_TEST_POSTGRES_URL").ok(),
+        ) {
             // Best effort, on a thread of its own: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
                     use sqlx::Connection;
                     if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
                     }
                 });
             })

@@ -647,8 +647,18 @@ mod tests {
         let ok = r#"{"phone":"98765 43210","purpose":"sign_in"}"#;
         let req: OtpRequest = serde_json::from_str(ok).unwrap();
         assert_eq!(req.phone.as_str(), "+919876543210");
-        assert!(serde_json::from_str::<OtpRequest>(r#"{"phone":"98765 43210","purpose":"sign_in","x":1}"#).is_err());
-        assert!(serde_json::from_str::<OtpRequest>(r#"{"phone":9876543210,"purpose":"sign_in"}"#).is_err());
-        assert!(serde_json::from_str::<OtpRequest>(r#"{"phone":"12345","purpose":"sign_in"}"#).is_err());
+        assert!(
+            serde_json::from_str::<OtpRequest>(
+                r#"{"phone":"98765 43210","purpose":"sign_in","x":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<OtpRequest>(r#"{"phone":9876543210,"purpose":"sign_in"}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<OtpRequest>(r#"{"phone":"12345","purpose":"sign_in"}"#).is_err()
+        );
     }
 }

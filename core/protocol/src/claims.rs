@@ -124,12 +124,20 @@ impl ClaimState {
             .iter()
             .find(|(from, a, _)| *from == self && *a == action)
             .map(|(_, _, to)| *to)
-            .ok_or_else(|| TransitionError { from: self, action, allowed: self.allowed_actions() })
+            .ok_or_else(|| TransitionError {
+                from: self,
+                action,
+                allowed: self.allowed_actions(),
+            })
     }
 
     /// The actions allowed from this state.
     pub fn allowed_actions(self) -> Vec<ClaimAction> {
-        TRANSITIONS.iter().filter(|(f, _, _)| *f == self).map(|(_, a, _)| *a).collect()
+        TRANSITIONS
+            .iter()
+            .filter(|(f, _, _)| *f == self)
+            .map(|(_, a, _)| *a)
+            .collect()
     }
 
     /// True when no further transition is possible.
@@ -229,7 +237,13 @@ impl Resolution {
 
     /// Parses the wire name.
     pub fn from_name(s: &str) -> Option<Resolution> {
-        [Resolution::Repaired, Resolution::Exchanged, Resolution::VoucherIssued].into_iter().find(|r| r.as_str() == s)
+        [
+            Resolution::Repaired,
+            Resolution::Exchanged,
+            Resolution::VoucherIssued,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 
@@ -253,7 +267,14 @@ mod tests {
     #[test]
     fn happy_path_by_voucher() {
         let mut s = S::Submitted;
-        for a in [A::StartReview, A::Approve, A::Allocate, A::RequestDocuments, A::IssueVoucher, A::Close] {
+        for a in [
+            A::StartReview,
+            A::Approve,
+            A::Allocate,
+            A::RequestDocuments,
+            A::IssueVoucher,
+            A::Close,
+        ] {
             s = s.apply(a).unwrap();
         }
         assert_eq!(s, S::Closed);
@@ -270,18 +291,29 @@ mod tests {
     #[test]
     fn wire_names_match_serde() {
         for s in S::ALL {
-            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::String(s.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::String(s.as_str().into())
+            );
             assert_eq!(S::from_name(s.as_str()), Some(s));
         }
         for a in A::ALL {
-            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::Value::String(a.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(a).unwrap(),
+                serde_json::Value::String(a.as_str().into())
+            );
         }
     }
 
     #[test]
     fn table_is_a_function() {
         for (i, (f, a, _)) in TRANSITIONS.iter().enumerate() {
-            assert!(TRANSITIONS[i + 1..].iter().all(|(f2, a2, _)| (f2, a2) != (f, a)), "duplicate {f} {a}");
+            assert!(
+                TRANSITIONS[i + 1..]
+                    .iter()
+                    .all(|(f2, a2, _)| (f2, a2) != (f, a)),
+                "duplicate {f} {a}"
+            );
         }
     }
 

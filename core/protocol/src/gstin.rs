@@ -31,13 +31,19 @@ impl Gstin {
         Pan::parse(std::str::from_utf8(&b[2..12]).unwrap_or_default())
             .map_err(|_| invalid("characters 3 to 12 of a GSTIN are the holder's PAN"))?;
         if !matches!(b[12], b'1'..=b'9' | b'A'..=b'Z') {
-            return Err(invalid("the 13th character of a GSTIN is the entity number, 1-9 or A-Z"));
+            return Err(invalid(
+                "the 13th character of a GSTIN is the entity number, 1-9 or A-Z",
+            ));
         }
         if !b[13].is_ascii_alphanumeric() {
-            return Err(invalid("the 14th character of a GSTIN is a letter or digit (usually Z)"));
+            return Err(invalid(
+                "the 14th character of a GSTIN is a letter or digit (usually Z)",
+            ));
         }
         if check_character(&b[..14]) != Some(b[14]) {
-            return Err(invalid("the GSTIN's check character is wrong; please re-check it"));
+            return Err(invalid(
+                "the GSTIN's check character is wrong; please re-check it",
+            ));
         }
         Ok(Self(b))
     }
@@ -104,8 +110,18 @@ mod tests {
 
     #[test]
     fn bad_gstins() {
-        for s in ["27AAPFU0939F1ZW", "27AAPFU0939F1Z", "00AAPFU0939F1ZV", "27AAPFU0939F0ZV", "27AAPXU0939F1ZV"] {
-            assert_eq!(Gstin::parse(s).unwrap_err().code, ErrorCode::InvalidGstin, "{s}");
+        for s in [
+            "27AAPFU0939F1ZW",
+            "27AAPFU0939F1Z",
+            "00AAPFU0939F1ZV",
+            "27AAPFU0939F0ZV",
+            "27AAPXU0939F1ZV",
+        ] {
+            assert_eq!(
+                Gstin::parse(s).unwrap_err().code,
+                ErrorCode::InvalidGstin,
+                "{s}"
+            );
         }
     }
 

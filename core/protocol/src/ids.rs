@@ -114,6 +114,8 @@ mod tests {
     fn v4_ids_are_refused() {
         let err = ClaimId::parse("6f1c2f0e-5a4b-4c3d-9e8f-0a1b2c3d4e5f").unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidId);
-        assert!(serde_json::from_str::<ClaimId>("\"6f1c2f0e-5a4b-4c3d-9e8f-0a1b2c3d4e5f\"").is_err());
+        assert!(
+            serde_json::from_str::<ClaimId>("\"6f1c2f0e-5a4b-4c3d-9e8f-0a1b2c3d4e5f\"").is_err()
+        );
     }
 }

@@ -30,7 +30,9 @@ impl Imei {
             return Err(invalid("an IMEI has 15 digits"));
         }
         if luhn_check_digit(&digits[..14]) != digits[14] - b'0' {
-            return Err(invalid("the IMEI's check digit is wrong; please re-read it from the phone (*#06#)"));
+            return Err(invalid(
+                "the IMEI's check digit is wrong; please re-read it from the phone (*#06#)",
+            ));
         }
         Ok(Self(digits))
     }
@@ -89,15 +91,31 @@ mod tests {
 
     #[test]
     fn known_imeis() {
-        assert_eq!(Imei::parse("490154203237518").unwrap().as_str(), "490154203237518");
-        assert_eq!(Imei::parse("35-209900-176148-1").unwrap().as_str(), "352099001761481");
+        assert_eq!(
+            Imei::parse("490154203237518").unwrap().as_str(),
+            "490154203237518"
+        );
+        assert_eq!(
+            Imei::parse("35-209900-176148-1").unwrap().as_str(),
+            "352099001761481"
+        );
         assert_eq!(Imei::parse("490154203237518").unwrap().tac(), "49015420");
     }
 
     #[test]
     fn bad_imeis() {
-        for s in ["490154203237519", "49015420323751", "4901542032375180", "49015420323751x", ""] {
-            assert_eq!(Imei::parse(s).unwrap_err().code, ErrorCode::InvalidImei, "{s}");
+        for s in [
+            "490154203237519",
+            "49015420323751",
+            "4901542032375180",
+            "49015420323751x",
+            "",
+        ] {
+            assert_eq!(
+                Imei::parse(s).unwrap_err().code,
+                ErrorCode::InvalidImei,
+                "{s}"
+            );
         }
     }
 
@@ -115,7 +133,8 @@ mod tests {
         #[test]
         fn a_wrong_check_digit_never_parses(payload in "[0-9]{14}", delta in 1u8..10) {
             let d = (luhn_check_digit(payload.as_bytes()) + delta) % 10;
-            prop_assert!(Imei::parse(&format!("{payload}{d}")).is_err());
+            let s = format!("{payload}{d}");
+            prop_assert!(Imei::parse(&s).is_err());
         }
 
         #[test]

@@ -29,7 +29,11 @@ impl Money {
 
     /// Whole rupees.
     pub fn from_rupees(rupees: i64) -> Result<Self, ParseError> {
-        Self::from_paise(rupees.checked_mul(100).ok_or_else(|| invalid("amount too large"))?)
+        Self::from_paise(
+            rupees
+                .checked_mul(100)
+                .ok_or_else(|| invalid("amount too large"))?,
+        )
     }
 
     /// Parses what people write: `15000`, `15,000`, `₹1,23,456.78`, `Rs. 699`, `15k`.
@@ -50,13 +54,18 @@ impl Money {
             None => (t, ""),
         };
         let int_digits: String = int_part.chars().filter(|c| *c != ',').collect();
-        if int_digits.is_empty() || !int_digits.bytes().all(|b| b.is_ascii_digit()) || int_digits.len() > 12 {
+        if int_digits.is_empty()
+            || !int_digits.bytes().all(|b| b.is_ascii_digit())
+            || int_digits.len() > 12
+        {
             return Err(invalid("write an amount like 15000 or ₹15,000.50"));
         }
         if frac_part.len() > 2 || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("an amount has at most two digits of paise"));
         }
-        let rupees: i64 = int_digits.parse().map_err(|_| invalid("amount too large"))?;
+        let rupees: i64 = int_digits
+            .parse()
+            .map_err(|_| invalid("amount too large"))?;
         let paise: i64 = match frac_part.len() {
             0 => 0,
             1 => frac_part.parse::<i64>().unwrap_or(0) * 10,
@@ -178,13 +187,20 @@ mod tests {
         assert_eq!(Money::parse("Rs. 1,23,456.78").unwrap().paise(), 12_345_678);
         assert_eq!(Money::parse("699.5").unwrap().paise(), 69_950);
         for s in ["", "-5", "1.234", "abc", "₹", "1e5", "99999999999999"] {
-            assert_eq!(Money::parse(s).unwrap_err().code, ErrorCode::InvalidMoney, "{s}");
+            assert_eq!(
+                Money::parse(s).unwrap_err().code,
+                ErrorCode::InvalidMoney,
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn wire_form_is_integer_paise_and_refuses_negatives() {
-        assert_eq!(serde_json::to_string(&Money::from_paise(69_900).unwrap()).unwrap(), "69900");
+        assert_eq!(
+            serde_json::to_string(&Money::from_paise(69_900).unwrap()).unwrap(),
+            "69900"
+        );
         assert!(serde_json::from_str::<Money>("-1").is_err());
         assert!(serde_json::from_str::<Money>("1.5").is_err());
         assert!(serde_json::from_str::<Money>("\"100\"").is_err());
@@ -192,7 +208,10 @@ mod tests {
 
     #[test]
     fn commission_rounds_to_the_paisa() {
-        assert_eq!(Money::from_rupees(699).unwrap().basis_points(1500).paise(), 10_485);
+        assert_eq!(
+            Money::from_rupees(699).unwrap().basis_points(1500).paise(),
+            10_485
+        );
         assert_eq!(Money::from_paise(1).unwrap().basis_points(5000).paise(), 1);
     }
 

@@ -14,12 +14,13 @@ impl PhoneNumber {
     /// Parses and normalises. Numbers without a country code are taken as Indian.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let trimmed = s.trim();
-        let plus = trimmed.starts_with('+');
+        let mut plus = false;
         let mut digits = String::with_capacity(16);
-        for (i, c) in trimmed.chars().enumerate() {
+        for c in trimmed.chars() {
             match c {
                 '0'..='9' => digits.push(c),
-                '+' if i == 0 => {}
+                // A leading `+` (possibly inside a bracket: "(+91)") marks a country code.
+                '+' if digits.is_empty() && !plus => plus = true,
                 ' ' | '-' | '(' | ')' | '.' => {}
                 _ => return Err(invalid("a phone number has only digits, spaces and dashes")),
             }
@@ -96,21 +97,47 @@ mod tests {
 
     #[test]
     fn indian_forms_normalise() {
-        for s in ["98765 43210", "098765 43210", "+91-98765-43210", "919876543210", "+91 9876543210", "(+91) 98765-43210"] {
-            assert_eq!(PhoneNumber::parse(s).unwrap().as_str(), "+919876543210", "{s}");
+        for s in [
+            "98765 43210",
+            "098765 43210",
+            "+91-98765-43210",
+            "919876543210",
+            "+91 9876543210",
+            "(+91) 98765-43210",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(s).unwrap().as_str(),
+                "+919876543210",
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn bad_numbers() {
-        for s in ["12345 67890", "98765 4321", "98765x43210", "", "+", "+0123456789", "+91 55555 55555"] {
-            assert_eq!(PhoneNumber::parse(s).unwrap_err().code, ErrorCode::InvalidPhone, "{s}");
+        for s in [
+            "12345 67890",
+            "98765 4321",
+            "98765x43210",
+            "",
+            "+",
+            "+0123456789",
+            "+91 55555 55555",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(s).unwrap_err().code,
+                ErrorCode::InvalidPhone,
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn foreign_numbers_keep_their_country() {
-        assert_eq!(PhoneNumber::parse("+44 7700 900123").unwrap().as_str(), "+447700900123");
+        assert_eq!(
+            PhoneNumber::parse("+44 7700 900123").unwrap().as_str(),
+            "+447700900123"
+        );
         assert!(!PhoneNumber::parse("+44 7700 900123").unwrap().is_indian());
     }
 

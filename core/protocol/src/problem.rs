@@ -137,7 +137,10 @@ pub struct ParseError {
 impl ParseError {
     /// A parse error with its code and a sentence.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -176,7 +179,10 @@ mod tests {
     fn wire_names_match_serde_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
-            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::String(code.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
             assert!(seen.insert(code.as_str()), "duplicate code {code}");
         }
     }

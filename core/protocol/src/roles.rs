@@ -25,8 +25,14 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] =
-        [Role::Customer, Role::PartnerAdmin, Role::PartnerStaff, Role::Technician, Role::Adjuster, Role::Admin];
+    pub const ALL: [Role; 6] = [
+        Role::Customer,
+        Role::PartnerAdmin,
+        Role::PartnerStaff,
+        Role::Technician,
+        Role::Adjuster,
+        Role::Admin,
+    ];
 
     /// The wire name, also the Cedar `Role` entity id.
     pub fn as_str(self) -> &'static str {
