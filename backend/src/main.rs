@@ -2,6 +2,7 @@
 //!
 //! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]`
 //! - `glassguard admin create --phone PHONE --name NAME [--data-dir DIR]`
+//! - `glassguard sms-inbox [--to PHONE] [--limit N] [--data-dir DIR]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +37,16 @@ enum Command {
         /// Seed demo users and an approved demo partner.
         #[arg(long)]
         demo: bool,
+    },
+    /// Print the dev SMS inbox (codes included) from the data directory:
+    /// for the operator of a local or demo server, before any admin has signed in.
+    SmsInbox {
+        /// Only messages to this phone.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 5)]
+        limit: i64,
     },
     /// Manage administrators.
     Admin {
@@ -108,13 +119,32 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "    demo partner admin {PARTNER_ADMIN_PHONE}, counter staff {PARTNER_STAFF_PHONE}"
                 );
-                println!("  codes are not really sent: read them in the dev SMS inbox as admin:");
-                println!("    curl -H 'Authorization: Bearer $ADMIN_TOKEN' {base}/v1/admin/sms");
                 println!(
-                    "  (the admin's own first code is printed in this log's inbox table: see README)"
+                    "  codes are not really sent: they land in the dev SMS inbox. Read it with"
+                );
+                println!(
+                    "    cargo run -q -p glassguard-server --bin glassguard -- --data-dir {} sms-inbox",
+                    data_dir.display()
+                );
+                println!(
+                    "  or, signed in as admin: curl -H \"Authorization: Bearer $ADMIN\" {base}/v1/admin/sms"
                 );
             }
             server.wait().await
+        }
+        Command::SmsInbox { to, limit } => {
+            let s = settings(&cli, None, false)?;
+            let to = to.as_deref().map(PhoneNumber::parse).transpose()?;
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            for m in state.store.inbox(&state.keys, to.as_ref(), *limit).await? {
+                println!(
+                    "{}  to {}  {}",
+                    m.created_at.format("%H:%M:%S"),
+                    m.to,
+                    m.body
+                );
+            }
+            Ok(())
         }
         Command::Admin {
             command: AdminCommand::Create { phone, name },

@@ -51,9 +51,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer as CedarAuthorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId as CedarPolicyId, PolicySet, Request, Response, RestrictedExpression,
-    Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer as CedarAuthorizer, Context, Decision, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId as CedarPolicyId, PolicySet, Request, Response,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use glassguard_protocol::{ClaimId, PartnerId, PolicyId, Role, UserId, VoucherId};
 use uuid::Uuid;
@@ -177,7 +177,12 @@ pub struct Authorizer {
 
 struct Inner {
     schema: Schema,
+    /// Every policy (validated as one set).
     policies: PolicySet,
+    /// Per action (indexed by [`Action::index`]): the policies whose action
+    /// scope can match it. Cedar builds and evaluates every policy of the set
+    /// it is given, so handing it only these keeps a decision cheap.
+    by_action: Vec<PolicySet>,
     cedar: CedarAuthorizer,
     /// Policy id -> the file it came from (for log messages).
     origin: HashMap<String, String>,
@@ -284,10 +289,11 @@ impl Authorizer {
                 action: action.as_str(),
                 message: e.to_string(),
             })?;
+        let policies = &self.inner.by_action[action.index()];
         let response = self
             .inner
             .cedar
-            .is_authorized(&request, &self.inner.policies, &entities);
+            .is_authorized(&request, policies, &entities);
         for error in response.diagnostics().errors() {
             tracing::warn!(%error, action = action.as_str(), "policy evaluation error; policy skipped");
         }
@@ -523,9 +529,27 @@ impl Authorizer {
             collection: type_name("Collection")?,
         };
         let action_type = type_name("Action")?;
-        let actions = Action::ALL.iter().map(|a| {
-            EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
-        });
+        let actions: Vec<EntityUid> = Action::ALL
+            .iter()
+            .map(|a| {
+                EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str()))
+            })
+            .collect();
+        let by_action = actions
+            .iter()
+            .map(|action| {
+                let relevant = policies.policies().filter(|p| match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => &a == action,
+                    ActionConstraint::In(list) => list.contains(action),
+                });
+                PolicySet::from_policies(relevant.cloned())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuthzError::Parse {
+                file: "(policy set)".to_owned(),
+                message: e.to_string(),
+            })?;
         let anonymous =
             EntityUid::from_type_name_and_id(type_name("Anonymous")?, EntityId::new(ANONYMOUS_ID));
         let roles = role_entities()?;
@@ -539,10 +563,11 @@ impl Authorizer {
             inner: Arc::new(Inner {
                 schema,
                 policies,
+                by_action,
                 cedar: CedarAuthorizer::new(),
                 origin,
                 types,
-                actions: actions.collect(),
+                actions,
                 anonymous,
                 roles,
             }),
@@ -571,6 +596,17 @@ fn check_schema_matches_server(file: &str, schema: &Schema) -> Result<(), AuthzE
     for name in extra {
         problems.push(format!(
             "action \"{name}\" is not known to the server (typo?)"
+        ));
+    }
+    // Decisions do not load the action hierarchy (the per-action policy
+    // slices rely on `action in [...]` meaning membership in the list), so
+    // action groups would silently never match: refuse them.
+    let mut groups: Vec<String> = schema.action_groups().map(ToString::to_string).collect();
+    groups.sort();
+    if !groups.is_empty() {
+        problems.push(format!(
+            "action groups are not supported: {}",
+            groups.join(", ")
         ));
     }
     let types: HashSet<String> = schema.entity_types().map(ToString::to_string).collect();
