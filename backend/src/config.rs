@@ -57,6 +57,9 @@ pub struct Settings {
     pub ip_otp_per_hour: u32,
     /// Sign-in attempts allowed per client address per hour.
     pub ip_sign_in_per_hour: u32,
+    /// The secret the SMS gateway signs inbound-SMS webhooks with; the
+    /// webhook answers 503 while it is unset.
+    pub sms_webhook_secret: Option<secrecy::SecretString>,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -87,6 +90,8 @@ pub struct Layer {
     pub ip_otp_per_hour: Option<u32>,
     /// `ip_sign_in_per_hour`.
     pub ip_sign_in_per_hour: Option<u32>,
+    /// `sms_webhook_secret`.
+    pub sms_webhook_secret: Option<String>,
 }
 
 impl Layer {
@@ -118,6 +123,7 @@ impl Layer {
             demo: var("DEMO").map(|v| v == "1" || v == "true"),
             ip_otp_per_hour: num("IP_OTP_PER_HOUR")?.map(|v| v as u32),
             ip_sign_in_per_hour: num("IP_SIGN_IN_PER_HOUR")?.map(|v| v as u32),
+            sms_webhook_secret: var("SMS_WEBHOOK_SECRET"),
         })
     }
 
@@ -143,6 +149,7 @@ impl Layer {
             demo: other.demo.or(self.demo),
             ip_otp_per_hour: other.ip_otp_per_hour.or(self.ip_otp_per_hour),
             ip_sign_in_per_hour: other.ip_sign_in_per_hour.or(self.ip_sign_in_per_hour),
+            sms_webhook_secret: other.sms_webhook_secret.or(self.sms_webhook_secret),
         }
     }
 
@@ -201,6 +208,14 @@ impl Layer {
             demo: self.demo.unwrap_or(false),
             ip_otp_per_hour: self.ip_otp_per_hour.unwrap_or(30),
             ip_sign_in_per_hour: self.ip_sign_in_per_hour.unwrap_or(60),
+            sms_webhook_secret: match self.sms_webhook_secret {
+                Some(s) if s.len() < 16 => {
+                    return Err(ConfigError(
+                        "sms_webhook_secret must be at least 16 characters".into(),
+                    ));
+                }
+                s => s.map(secrecy::SecretString::from),
+            },
         })
     }
 }
@@ -233,6 +248,7 @@ fn unreachable_defaults() -> Settings {
         demo: false,
         ip_otp_per_hour: 30,
         ip_sign_in_per_hour: 60,
+        sms_webhook_secret: None,
     }
 }
 

@@ -91,6 +91,12 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl From<crate::crypto::CryptoError> for ApiError {
     fn from(e: crate::crypto::CryptoError) -> Self {
         ApiError::Internal(e.into())

@@ -12,7 +12,9 @@
 //! binary and the tests both use it.
 
 pub mod authz;
+pub mod bot;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod demo;

@@ -9,9 +9,11 @@
 //! - `cargo xtask test [--quick] [-- TEST-ARGS]`: set-up (Rust targets, apt
 //!   packages, cargo tools), `cargo fmt --check`, clippy with warnings denied,
 //!   the protocol crate's wasm32 build, PostgreSQL discovery (sets
-//!   `GLASSGUARD_TEST_POSTGRES_URL`), `cargo test --workspace --all-targets`
-//!   and doc tests if there are any. Stops at the first failure and prints a
-//!   per-step summary. `--quick` skips fmt, clippy and wasm; TEST-ARGS go to
+//!   `GLASSGUARD_TEST_POSTGRES_URL`), `cargo test --workspace --all-targets`,
+//!   doc tests if there are any, and (as root, installing the cross gcc,
+//!   qemu-user and the Rust target) the core's unit tests for
+//!   `aarch64-unknown-linux-gnu` under qemu. Stops at the first failure and prints a
+//!   per-step summary. `--quick` skips fmt, clippy, wasm and aarch64; TEST-ARGS go to
 //!   the test binaries (e.g. a name filter).
 //! - `cargo xtask bench [NAME] [--] [ARGS]`: runs one registered benchmark
 //!   (or all), passing ARGS through; each writes
@@ -37,7 +39,7 @@ fn usage() -> String {
     format!(
         "usage:
   cargo xtask run [-- ARGS]                 demo server on {listen} (GLASSGUARD_LISTEN)
-  cargo xtask test [--quick] [-- TEST-ARGS] every check CI runs; --quick skips fmt/clippy/wasm
+  cargo xtask test [--quick] [-- TEST-ARGS] every check CI runs; --quick skips fmt/clippy/wasm/aarch64
   cargo xtask bench [NAME] [--] [ARGS]      benchmarks: {benches}",
         listen = "127.0.0.1:8080",
         benches = benches.join(", "),

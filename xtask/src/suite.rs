@@ -163,7 +163,7 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
         root.display(),
         options.quick
     );
-    let mut pipeline = Pipeline::new(7);
+    let mut pipeline = Pipeline::new(8);
     let mut installer = Installer::new(root);
 
     pipeline.step("set-up", "toolchain targets and tools", || {
@@ -244,6 +244,37 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
         run(&mut test)?;
         Ok(Outcome::Ok(None))
     });
+
+    if options.quick {
+        pipeline.skip("aarch64", "--quick");
+    } else {
+        pipeline.step(
+            "aarch64",
+            "core unit tests for aarch64 under qemu-user",
+            || {
+                if !setup::ensure_aarch64(&mut installer)? {
+                    return Ok(Outcome::Skipped(format!(
+                        "not root: cannot install {} and the {} target",
+                        setup::AARCH64_APT.join(" "),
+                        setup::AARCH64_TARGET
+                    )));
+                }
+                let mut test = cargo(root);
+                test.args([
+                    "test",
+                    "-p",
+                    "glassguard-core",
+                    "--target",
+                    setup::AARCH64_TARGET,
+                    "--lib",
+                ])
+                .env("RUST_BACKTRACE", "1")
+                .envs(setup::AARCH64_ENV.iter().copied());
+                run(&mut test)?;
+                Ok(Outcome::Ok(None))
+            },
+        );
+    }
 
     let unreachable = match &database {
         Some(Postgres::Unreachable(target)) => Some(target.clone()),

@@ -91,11 +91,21 @@ pub enum Action {
     SmsRead,
     /// `audit.read`: Read the audit log.
     AuditRead,
+    /// `sync.push`: Push a device's outbox.
+    SyncPush,
+    /// `sync.pull`: Pull the caller's view of changes.
+    SyncPull,
+    /// `voucher.read`: Read one voucher.
+    VoucherRead,
+    /// `bot.message`: Talk to the text bot in the app (public).
+    BotMessage,
+    /// `bot.sms`: Deliver an inbound SMS to the text bot (the SMS gateway's webhook; its HMAC signature is the credential).
+    BotSms,
 }
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 45] = [
         Action::OtpRequest,
         Action::SessionCreate,
         Action::SessionRefresh,
@@ -136,6 +146,11 @@ impl Action {
         Action::VoucherRedeemOtp,
         Action::SmsRead,
         Action::AuditRead,
+        Action::SyncPush,
+        Action::SyncPull,
+        Action::VoucherRead,
+        Action::BotMessage,
+        Action::BotSms,
     ];
 
     /// The Cedar action id, e.g. `claim.read` for `Action::"claim.read"`.
@@ -181,6 +196,11 @@ impl Action {
             Action::VoucherRedeemOtp => "voucher.redeem_otp",
             Action::SmsRead => "sms.read",
             Action::AuditRead => "audit.read",
+            Action::SyncPush => "sync.push",
+            Action::SyncPull => "sync.pull",
+            Action::VoucherRead => "voucher.read",
+            Action::BotMessage => "bot.message",
+            Action::BotSms => "bot.sms",
         }
     }
 

@@ -113,6 +113,16 @@ pub enum AuthzError {
         problems: Vec<String>,
     },
 
+    /// A validated policy could not be prepared for fast evaluation (a bug
+    /// in this module or in Cedar, not in the policy).
+    #[error("cannot prepare policy `{id}` for evaluation: {message}")]
+    Compile {
+        /// The policy id (or the action, for a whole slice).
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// A request could not be built (a handler passed a resource type the
     /// action does not apply to, or an entity could not be constructed).
     /// [`super::Authorizer::is_allowed`] logs this and denies.

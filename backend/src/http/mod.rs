@@ -8,11 +8,13 @@
 
 mod admin;
 mod auth;
+mod bot;
 mod claims;
 mod health;
 mod partners;
 mod plans;
 mod sales;
+mod sync;
 mod users;
 mod vouchers;
 
@@ -129,6 +131,8 @@ pub fn app(state: AppState) -> Router {
         .merge(claims::router())
         .merge(vouchers::router())
         .merge(admin::router())
+        .merge(bot::router())
+        .merge(sync::router())
         .split_for_parts();
     let api = Arc::new(api);
     let body_limit = state.settings.body_limit_bytes;
@@ -245,5 +249,14 @@ pub(crate) fn principal_of(user: Option<&AuthedUser>) -> Principal {
             partner: u.partner_id,
             active: u.active,
         },
+    }
+}
+
+/// A partner status as the authorizer names it.
+pub fn partner_status_name(s: glassguard_protocol::api::PartnerStatus) -> &'static str {
+    match s {
+        glassguard_protocol::api::PartnerStatus::Pending => "pending",
+        glassguard_protocol::api::PartnerStatus::Approved => "approved",
+        glassguard_protocol::api::PartnerStatus::Suspended => "suspended",
     }
 }

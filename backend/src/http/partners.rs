@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{check_otp, new_tokens, session_body};
-use super::{AppState, Caller};
+use super::{AppState, Caller, partner_status_name};
 use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{NewUser, RegistrationConflict};
@@ -28,14 +28,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(commission))
 }
 
-pub(super) fn status_name(s: PartnerStatus) -> &'static str {
-    match s {
-        PartnerStatus::Pending => "pending",
-        PartnerStatus::Approved => "approved",
-        PartnerStatus::Suspended => "suspended",
-    }
-}
-
 async fn partner_resource(state: &AppState, id: &PartnerId) -> ApiResult<Resource> {
     let status = state
         .store
@@ -44,7 +36,7 @@ async fn partner_resource(state: &AppState, id: &PartnerId) -> ApiResult<Resourc
         .ok_or(ApiError::NotFound)?;
     Ok(Resource::Partner {
         id: *id,
-        status: status_name(status),
+        status: partner_status_name(status),
     })
 }
 
@@ -216,7 +208,7 @@ async fn decide(
             ErrorCode::PartnerStateConflict,
             format!(
                 "the partner is {}; this decision does not apply",
-                status_name(cur)
+                partner_status_name(cur)
             ),
         )),
         Some(Ok(())) => Ok(Json(

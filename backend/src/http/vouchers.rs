@@ -12,7 +12,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{check_otp, send_otp};
-use super::partners::status_name;
 use super::{AppState, Caller};
 use crate::authz::{Action, Resource};
 use crate::error::{ApiError, ApiResult};
@@ -61,7 +60,7 @@ async fn partner_and_voucher(
         action,
         &Resource::Partner {
             id: partner,
-            status: status_name(status),
+            status: super::partner_status_name(status),
         },
     )?;
     if status != glassguard_protocol::api::PartnerStatus::Approved {

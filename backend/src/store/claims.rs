@@ -184,83 +184,15 @@ impl Store {
         now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<CreateOutcome> {
-        let id = n.id.to_string();
         let mut tx = self.begin().await?;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(p) = existing {
-            return Ok(if p == n.policy_id.to_string() {
-                CreateOutcome::Replayed
-            } else {
-                CreateOutcome::IdTaken
-            });
-        }
-        let slot = sqlx::query("UPDATE policies SET claims_used = claims_used + 1, updated_at = $1 WHERE id = $2 AND claims_used < $3")
-            .bind(ms(now))
-            .bind(n.policy_id.to_string())
-            .bind(i64::from(n.claims_per_term))
-            .execute(&mut *tx)
-            .await?;
-        if slot.rows_affected() == 0 {
-            return Ok(CreateOutcome::ClaimsPerTermExceeded);
-        }
-        let (c, dek) = RowCipher::create(keys, "claims", &id)?;
-        sqlx::query(
-            "INSERT INTO claims (id, policy_id, customer_id, partner_id, state, incident_at, dek, narrative_enc, contact_phone_enc, \
-             photo_refs, documents_requested, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'submitted', $5, $6, $7, $8, $9, '[]', 1, $10, $10)",
-        )
-        .bind(id)
-        .bind(n.policy_id.to_string())
-        .bind(n.customer_id.to_string())
-        .bind(n.partner_id.map(|p| p.to_string()))
-        .bind(ms(n.incident_at))
-        .bind(dek)
-        .bind(c.seal("narrative", n.narrative))
-        .bind(c.seal("contact_phone", n.contact_phone.as_str()))
-        .bind(serde_json::to_string(n.photo_refs).map_err(corrupt)?)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        event(
-            &mut tx,
-            &n.id,
-            now,
-            None,
-            ClaimState::Submitted,
-            ClaimAction::Submit,
-            (n.customer_id, Role::Customer),
-            None,
-        )
-        .await?;
-        let body = format!(
-            "Glassguard: we received your claim {}. We will message you at every step.",
-            short(&n.id)
-        );
-        super::notifications::enqueue_sms(
-            &mut tx,
-            keys,
-            "claim_stage",
-            n.contact_phone,
-            &body,
-            now,
-        )
-        .await?;
-        super::audit::append(&mut tx, now, audit).await?;
+        let r = file_claim_on(&mut tx, keys, n, now, audit).await?;
         tx.commit().await?;
-        Ok(CreateOutcome::Created)
+        Ok(r)
     }
 
     /// One claim: one query, two fields decrypted.
     pub async fn claim(&self, keys: &Keyring, id: &ClaimId) -> Result<Option<Claim>> {
-        let r = sqlx::query("SELECT * FROM claims WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.reader())
-            .await?;
-        r.map(|r| decode(keys, &r)).transpose()
+        claim_in(self.reader(), keys, id).await
     }
 
     /// Claims in scope, optionally in one state, oldest first (a queue).
@@ -291,78 +223,10 @@ impl Store {
         now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<TransitionOutcome> {
-        let id = t.claim_id.to_string();
-        let docs = t
-            .documents
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE claims SET state = $1, resolution = COALESCE($2, resolution), technician_id = COALESCE($3, technician_id), \
-             reason = COALESCE($4, reason), documents_requested = COALESCE($5, documents_requested), \
-             voucher_id = COALESCE($6, voucher_id), version = version + 1, updated_at = $7 WHERE id = $8 AND state = $9",
-        )
-        .bind(t.to.as_str().to_string())
-        .bind(t.action.resolution().map(|r| r.as_str().to_string()))
-        .bind(t.technician.map(|u| u.to_string()))
-        .bind(t.reason.map(str::to_string))
-        .bind(docs)
-        .bind(t.voucher.as_ref().map(|v| v.id.to_string()))
-        .bind(ms(now))
-        .bind(id.clone())
-        .bind(t.expected.as_str().to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let cur: Option<String> = sqlx::query_scalar("SELECT state FROM claims WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Ok(match cur.and_then(|s| ClaimState::from_name(&s)) {
-                Some(s) => TransitionOutcome::Stale(s),
-                None => TransitionOutcome::NotFound,
-            });
-        }
-        if t.release_claim_slot {
-            sqlx::query(
-                "UPDATE policies SET claims_used = claims_used - 1 WHERE id = (SELECT policy_id FROM claims WHERE id = $1) AND claims_used > 0",
-            )
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(v) = &t.voucher {
-            sqlx::query(
-                "INSERT INTO vouchers (id, code, claim_id, customer_id, value, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(v.id.to_string())
-            .bind(v.code.clone())
-            .bind(id.clone())
-            .bind(v.customer_id.to_string())
-            .bind(v.value.paise())
-            .bind(ms(v.expires_at))
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        event(
-            &mut tx,
-            &t.claim_id,
-            now,
-            Some(t.expected),
-            t.to,
-            t.action,
-            (t.actor_id, t.actor_role),
-            t.reason,
-        )
-        .await?;
-        if let Some((to, body)) = &t.notify {
-            super::notifications::enqueue_sms(&mut tx, keys, "claim_stage", to, body, now).await?;
-        }
-        super::audit::append(&mut tx, now, audit).await?;
+        let r = transition_claim_on(&mut tx, keys, t, now, audit).await?;
         tx.commit().await?;
-        Ok(TransitionOutcome::Done)
+        Ok(r)
     }
 
     /// A claim's timeline, oldest first.
@@ -448,19 +312,7 @@ impl Store {
         .bind(technician.to_string())
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let pid: String = get(r, "policy_id")?;
-                let pc = RowCipher::open(keys, "policies", &pid, get(r, "p_dek")?)?;
-                Ok(Job {
-                    claim: decode(keys, r)?,
-                    brand: get(r, "brand")?,
-                    model: get(r, "model")?,
-                    imei: Imei::parse(&pc.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?)
-                        .map_err(corrupt)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| decode_job(keys, r)).collect()
     }
 }
 
@@ -468,4 +320,216 @@ impl Store {
 pub fn short(id: &ClaimId) -> String {
     let s = id.to_string();
     s[s.len() - 8..].to_uppercase()
+}
+
+/// The body of [`Store::file_claim`], on the caller's transaction (the sync
+/// push applies it together with the mutation record).
+pub async fn file_claim_on(
+    conn: &mut sqlx::AnyConnection,
+    keys: &Keyring,
+    n: &NewClaim<'_>,
+    now: DateTime<Utc>,
+    audit: &AuditRecord,
+) -> Result<CreateOutcome> {
+    let id = n.id.to_string();
+    let existing: Option<String> = sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1")
+        .bind(id.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(p) = existing {
+        return Ok(if p == n.policy_id.to_string() {
+            CreateOutcome::Replayed
+        } else {
+            CreateOutcome::IdTaken
+        });
+    }
+    let slot = sqlx::query("UPDATE policies SET claims_used = claims_used + 1, updated_at = $1 WHERE id = $2 AND claims_used < $3")
+        .bind(ms(now))
+        .bind(n.policy_id.to_string())
+        .bind(i64::from(n.claims_per_term))
+        .execute(&mut *conn)
+        .await?;
+    if slot.rows_affected() == 0 {
+        return Ok(CreateOutcome::ClaimsPerTermExceeded);
+    }
+    let (c, dek) = RowCipher::create(keys, "claims", &id)?;
+    sqlx::query(
+        "INSERT INTO claims (id, policy_id, customer_id, partner_id, state, incident_at, dek, narrative_enc, contact_phone_enc, \
+         photo_refs, documents_requested, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'submitted', $5, $6, $7, $8, $9, '[]', 1, $10, $10)",
+    )
+    .bind(id)
+    .bind(n.policy_id.to_string())
+    .bind(n.customer_id.to_string())
+    .bind(n.partner_id.map(|p| p.to_string()))
+    .bind(ms(n.incident_at))
+    .bind(dek)
+    .bind(c.seal("narrative", n.narrative))
+    .bind(c.seal("contact_phone", n.contact_phone.as_str()))
+    .bind(serde_json::to_string(n.photo_refs).map_err(corrupt)?)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    event(
+        &mut *conn,
+        &n.id,
+        now,
+        None,
+        ClaimState::Submitted,
+        ClaimAction::Submit,
+        (n.customer_id, Role::Customer),
+        None,
+    )
+    .await?;
+    let body = format!(
+        "Glassguard: we received your claim {}. We will message you at every step.",
+        short(&n.id)
+    );
+    super::changes::append(
+        &mut *conn,
+        super::changes::Entity::Claim,
+        &n.id.to_string(),
+        now,
+    )
+    .await?;
+    super::notifications::enqueue_sms(&mut *conn, keys, "claim_stage", n.contact_phone, &body, now)
+        .await?;
+    super::audit::append(&mut *conn, now, audit).await?;
+    Ok(CreateOutcome::Created)
+}
+
+/// The body of [`Store::transition_claim`], on the caller's transaction (the sync
+/// push applies it together with the mutation record).
+pub async fn transition_claim_on(
+    conn: &mut sqlx::AnyConnection,
+    keys: &Keyring,
+    t: &Transition<'_>,
+    now: DateTime<Utc>,
+    audit: &AuditRecord,
+) -> Result<TransitionOutcome> {
+    let id = t.claim_id.to_string();
+    let docs = t
+        .documents
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(corrupt)?;
+    let done = sqlx::query(
+        "UPDATE claims SET state = $1, resolution = COALESCE($2, resolution), technician_id = COALESCE($3, technician_id), \
+         reason = COALESCE($4, reason), documents_requested = COALESCE($5, documents_requested), \
+         voucher_id = COALESCE($6, voucher_id), version = version + 1, updated_at = $7 WHERE id = $8 AND state = $9",
+    )
+    .bind(t.to.as_str().to_string())
+    .bind(t.action.resolution().map(|r| r.as_str().to_string()))
+    .bind(t.technician.map(|u| u.to_string()))
+    .bind(t.reason.map(str::to_string))
+    .bind(docs)
+    .bind(t.voucher.as_ref().map(|v| v.id.to_string()))
+    .bind(ms(now))
+    .bind(id.clone())
+    .bind(t.expected.as_str().to_string())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        let cur: Option<String> = sqlx::query_scalar("SELECT state FROM claims WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(match cur.and_then(|s| ClaimState::from_name(&s)) {
+            Some(s) => TransitionOutcome::Stale(s),
+            None => TransitionOutcome::NotFound,
+        });
+    }
+    if t.release_claim_slot {
+        sqlx::query(
+            "UPDATE policies SET claims_used = claims_used - 1 WHERE id = (SELECT policy_id FROM claims WHERE id = $1) AND claims_used > 0",
+        )
+        .bind(id.clone())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(v) = &t.voucher {
+        sqlx::query(
+            "INSERT INTO vouchers (id, code, claim_id, customer_id, value, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(v.id.to_string())
+        .bind(v.code.clone())
+        .bind(id.clone())
+        .bind(v.customer_id.to_string())
+        .bind(v.value.paise())
+        .bind(ms(v.expires_at))
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    event(
+        &mut *conn,
+        &t.claim_id,
+        now,
+        Some(t.expected),
+        t.to,
+        t.action,
+        (t.actor_id, t.actor_role),
+        t.reason,
+    )
+    .await?;
+    super::changes::append(
+        &mut *conn,
+        super::changes::Entity::Claim,
+        &t.claim_id.to_string(),
+        now,
+    )
+    .await?;
+    if let Some(v) = &t.voucher {
+        super::changes::append(
+            &mut *conn,
+            super::changes::Entity::Voucher,
+            &v.id.to_string(),
+            now,
+        )
+        .await?;
+    }
+    if let Some((to, body)) = &t.notify {
+        super::notifications::enqueue_sms(&mut *conn, keys, "claim_stage", to, body, now).await?;
+    }
+    super::audit::append(&mut *conn, now, audit).await?;
+    Ok(TransitionOutcome::Done)
+}
+
+/// [`Store::claim`] on any executor: a pool, or the transaction a sync
+/// push applies its batch on (so it sees the batch's own earlier effects).
+pub async fn claim_in<'e, E>(exec: E, keys: &Keyring, id: &ClaimId) -> Result<Option<Claim>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r = sqlx::query("SELECT * FROM claims WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    r.map(|r| decode(keys, &r)).transpose()
+}
+
+/// One job (a claim with its device), on any executor.
+pub async fn job_in<'e, E>(exec: E, keys: &Keyring, claim: &ClaimId) -> Result<Option<Job>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r = sqlx::query(
+        "SELECT c.*, p.brand, p.model, p.imei_enc, p.dek AS p_dek FROM claims c JOIN policies p ON p.id = c.policy_id WHERE c.id = $1",
+    )
+    .bind(claim.to_string())
+    .fetch_optional(exec)
+    .await?;
+    r.map(|r| decode_job(keys, &r)).transpose()
+}
+
+fn decode_job(keys: &Keyring, r: &AnyRow) -> Result<Job> {
+    let pid: String = get(r, "policy_id")?;
+    let pc = RowCipher::open(keys, "policies", &pid, get(r, "p_dek")?)?;
+    Ok(Job {
+        claim: decode(keys, r)?,
+        brand: get(r, "brand")?,
+        model: get(r, "model")?,
+        imei: Imei::parse(&pc.open_str("imei", &get::<Vec<u8>>(r, "imei_enc")?)?)
+            .map_err(corrupt)?,
+    })
 }

@@ -14,6 +14,8 @@
 //! holds PII, so no plaintext PII reaches the database.
 
 pub mod audit;
+pub mod bot;
+pub mod changes;
 pub mod claims;
 pub mod keys;
 pub mod notifications;
@@ -21,6 +23,7 @@ pub mod otps;
 pub mod partners;
 pub mod policies;
 pub mod sessions;
+pub mod sync;
 pub mod users;
 pub mod vouchers;
 
@@ -82,7 +85,11 @@ pub struct Store {
 /// A write transaction.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_sync.sql")),
+    (3, include_str!("../../migrations/0003_bot.sql")),
+];
 
 impl Store {
     /// Connects and brings the schema up to date.
@@ -150,7 +157,8 @@ impl Store {
         Ok(self.write.begin().await?)
     }
 
-    pub(crate) fn reader(&self) -> &AnyPool {
+    /// The read pool (for checks made before a write transaction begins).
+    pub fn reader(&self) -> &AnyPool {
         &self.read
     }
 

@@ -125,11 +125,7 @@ impl Store {
 
     /// A partner's status only (no decryption).
     pub async fn partner_status(&self, id: &PartnerId) -> Result<Option<PartnerStatus>> {
-        let r = sqlx::query("SELECT status FROM partners WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.reader())
-            .await?;
-        r.map(|r| unwire(&r, "status")).transpose()
+        partner_status_in(self.reader(), id).await
     }
 
     /// Partners, optionally by status, oldest first.
@@ -195,4 +191,17 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// [`Store::partner_status`] on any executor: a pool, or the transaction a sync
+/// push applies its batch on (so it sees the batch's own earlier effects).
+pub async fn partner_status_in<'e, E>(exec: E, id: &PartnerId) -> Result<Option<PartnerStatus>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r = sqlx::query("SELECT status FROM partners WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    r.map(|r| unwire(&r, "status")).transpose()
 }

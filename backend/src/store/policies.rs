@@ -174,113 +174,14 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<SaleOutcome> {
         let mut tx = self.begin().await?;
-        let customer = match user_by_phone_on(&mut tx, keys, s.customer_phone).await? {
-            Some(u) => {
-                fill_name(&mut tx, keys, &u.id, s.customer_name).await?;
-                u
-            }
-            None => {
-                let new = NewUser {
-                    id: UserId::new(),
-                    role: Role::Customer,
-                    phone: s.customer_phone,
-                    name: Some(s.customer_name),
-                    email: s.customer_email,
-                    partner_id: None,
-                    service_centre: None,
-                };
-                insert_user(&mut tx, keys, &new, now)
-                    .await?
-                    .ok_or_else(|| corrupt("customer phone raced"))?
-            }
-        };
-        let imei_index = blind(keys, index::IMEI, s.imei.as_str());
-        // A policy past its end no longer blocks the IMEI.
-        sqlx::query("UPDATE policies SET status = 'expired', updated_at = $1 WHERE imei_index = $2 AND status = 'active' AND end_date < $3")
-            .bind(ms(now))
-            .bind(imei_index.clone())
-            .bind(day(s.start))
-            .execute(&mut *tx)
-            .await?;
-        let id = s.id.to_string();
-        let (c, dek) = RowCipher::create(keys, "policies", &id)?;
-        let done = sqlx::query(
-            "INSERT INTO policies (id, certificate_number, status, plan_id, plan_terms, partner_id, sold_by, customer_id, \
-             imei_index, dek, imei_enc, brand, model, device_price, premium, device_purchase_date, start_date, end_date, \
-             invoice_ref, screen_photo_ref, claims_used, created_at, updated_at) \
-             VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, $20, $20) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id.clone())
-        .bind(s.certificate_number.clone())
-        .bind(s.plan_id.to_string())
-        .bind(serde_json::to_string(&s.terms).map_err(corrupt)?)
-        .bind(s.partner_id.map(|p| p.to_string()))
-        .bind(s.sold_by.map(|u| u.to_string()))
-        .bind(customer.id.to_string())
-        .bind(imei_index)
-        .bind(dek)
-        .bind(c.seal("imei", s.imei.as_str()))
-        .bind(s.brand.to_string())
-        .bind(s.model.to_string())
-        .bind(s.device_price.paise())
-        .bind(s.premium.paise())
-        .bind(day(s.purchase_date))
-        .bind(day(s.start))
-        .bind(day(s.end))
-        .bind(s.invoice_ref.to_string())
-        .bind(s.screen_photo_ref.to_string())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM policies WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Ok(if exists.is_some() {
-                SaleOutcome::Replayed(s.id)
-            } else {
-                SaleOutcome::ImeiAlreadyCovered
-            });
-        }
-        if let Some(partner) = s.partner_id {
-            sqlx::query("INSERT INTO commissions (id, partner_id, policy_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(partner.to_string())
-                .bind(s.id.to_string())
-                .bind(s.commission.paise())
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let body = format!(
-            "Glassguard: your screen protection {} for {} {} is active from {} to {}.",
-            s.certificate_number, s.brand, s.model, s.start, s.end
-        );
-        super::notifications::enqueue_sms(
-            &mut tx,
-            keys,
-            "policy_issued",
-            s.customer_phone,
-            &body,
-            now,
-        )
-        .await?;
-        super::audit::append(&mut tx, now, audit).await?;
+        let r = record_sale_on(&mut tx, keys, s, now, audit).await?;
         tx.commit().await?;
-        Ok(SaleOutcome::Issued(s.id))
+        Ok(r)
     }
 
     /// A policy with its terms.
     pub async fn policy(&self, keys: &Keyring, id: &PolicyId) -> Result<Option<PolicyRow>> {
-        let sql = format!("{SELECT} WHERE p.id = $1");
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(self.reader())
-            .await?;
-        r.map(|r| decode(keys, &r)).transpose()
+        policy_in(self.reader(), keys, id).await
     }
 
     /// Policies in scope, newest first.
@@ -305,13 +206,145 @@ impl Store {
         keys: &Keyring,
         imei: &Imei,
     ) -> Result<Option<PolicyId>> {
-        let r: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM policies WHERE imei_index = $1 AND status = 'active'",
-        )
-        .bind(blind(keys, index::IMEI, imei.as_str()))
-        .fetch_optional(self.reader())
-        .await?;
-        r.map(|s| s.parse().map_err(|_| corrupt("bad policy id")))
-            .transpose()
+        active_policy_for_imei_in(self.reader(), keys, imei).await
     }
+}
+
+/// The body of [`Store::record_sale`], on the caller's transaction (the sync
+/// push applies it together with the mutation record).
+pub async fn record_sale_on(
+    conn: &mut sqlx::AnyConnection,
+    keys: &Keyring,
+    s: &NewPolicy<'_>,
+    now: DateTime<Utc>,
+    audit: &AuditRecord,
+) -> Result<SaleOutcome> {
+    let customer = match user_by_phone_on(&mut *conn, keys, s.customer_phone).await? {
+        Some(u) => {
+            fill_name(&mut *conn, keys, &u.id, s.customer_name).await?;
+            u
+        }
+        None => {
+            let new = NewUser {
+                id: UserId::new(),
+                role: Role::Customer,
+                phone: s.customer_phone,
+                name: Some(s.customer_name),
+                email: s.customer_email,
+                partner_id: None,
+                service_centre: None,
+            };
+            insert_user(&mut *conn, keys, &new, now)
+                .await?
+                .ok_or_else(|| corrupt("customer phone raced"))?
+        }
+    };
+    let imei_index = blind(keys, index::IMEI, s.imei.as_str());
+    // A policy past its end no longer blocks the IMEI.
+    sqlx::query("UPDATE policies SET status = 'expired', updated_at = $1 WHERE imei_index = $2 AND status = 'active' AND end_date < $3")
+        .bind(ms(now))
+        .bind(imei_index.clone())
+        .bind(day(s.start))
+        .execute(&mut *conn)
+        .await?;
+    let id = s.id.to_string();
+    let (c, dek) = RowCipher::create(keys, "policies", &id)?;
+    let done = sqlx::query(
+        "INSERT INTO policies (id, certificate_number, status, plan_id, plan_terms, partner_id, sold_by, customer_id, \
+         imei_index, dek, imei_enc, brand, model, device_price, premium, device_purchase_date, start_date, end_date, \
+         invoice_ref, screen_photo_ref, claims_used, created_at, updated_at) \
+         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, $20, $20) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id.clone())
+    .bind(s.certificate_number.clone())
+    .bind(s.plan_id.to_string())
+    .bind(serde_json::to_string(&s.terms).map_err(corrupt)?)
+    .bind(s.partner_id.map(|p| p.to_string()))
+    .bind(s.sold_by.map(|u| u.to_string()))
+    .bind(customer.id.to_string())
+    .bind(imei_index)
+    .bind(dek)
+    .bind(c.seal("imei", s.imei.as_str()))
+    .bind(s.brand.to_string())
+    .bind(s.model.to_string())
+    .bind(s.device_price.paise())
+    .bind(s.premium.paise())
+    .bind(day(s.purchase_date))
+    .bind(day(s.start))
+    .bind(day(s.end))
+    .bind(s.invoice_ref.to_string())
+    .bind(s.screen_photo_ref.to_string())
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(if exists.is_some() {
+            SaleOutcome::Replayed(s.id)
+        } else {
+            SaleOutcome::ImeiAlreadyCovered
+        });
+    }
+    if let Some(partner) = s.partner_id {
+        sqlx::query("INSERT INTO commissions (id, partner_id, policy_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(partner.to_string())
+            .bind(s.id.to_string())
+            .bind(s.commission.paise())
+            .bind(ms(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let body = format!(
+        "Glassguard: your screen protection {} for {} {} is active from {} to {}.",
+        s.certificate_number, s.brand, s.model, s.start, s.end
+    );
+    super::changes::append(&mut *conn, super::changes::Entity::Policy, &id, now).await?;
+    super::notifications::enqueue_sms(
+        &mut *conn,
+        keys,
+        "policy_issued",
+        s.customer_phone,
+        &body,
+        now,
+    )
+    .await?;
+    super::audit::append(&mut *conn, now, audit).await?;
+    Ok(SaleOutcome::Issued(s.id))
+}
+
+/// [`Store::policy`] on any executor: a pool, or the transaction a sync
+/// push applies its batch on (so it sees the batch's own earlier effects).
+pub async fn policy_in<'e, E>(exec: E, keys: &Keyring, id: &PolicyId) -> Result<Option<PolicyRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!("{SELECT} WHERE p.id = $1");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    r.map(|r| decode(keys, &r)).transpose()
+}
+
+/// [`Store::active_policy_for_imei`] on any executor.
+pub async fn active_policy_for_imei_in<'e, E>(
+    exec: E,
+    keys: &Keyring,
+    imei: &Imei,
+) -> Result<Option<PolicyId>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r: Option<String> =
+        sqlx::query_scalar("SELECT id FROM policies WHERE imei_index = $1 AND status = 'active'")
+            .bind(blind(keys, index::IMEI, imei.as_str()))
+            .fetch_optional(exec)
+            .await?;
+    r.map(|s| s.parse().map_err(|_| corrupt("bad policy id")))
+        .transpose()
 }

@@ -21,6 +21,8 @@ pub struct AuthedUser {
     pub active: bool,
     /// Session.
     pub session_id: String,
+    /// The device the session is bound to.
+    pub device_id: DeviceId,
     /// When the access token expires.
     pub expires_at: i64,
 }
@@ -120,7 +122,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AccessCheck> {
         let r = sqlx::query(
-            "SELECT a.expires_at, s.id AS session_id, s.revoked_at, u.id AS user_id, u.role, u.partner_id, u.active \
+            "SELECT a.expires_at, s.id AS session_id, s.device_id, s.revoked_at, u.id AS user_id, u.role, u.partner_id, u.active \
              FROM access_tokens a JOIN sessions s ON s.id = a.session_id JOIN users u ON u.id = s.user_id \
              WHERE a.hash = $1",
         )
@@ -143,6 +145,7 @@ impl Store {
             partner_id: parse_opt(&r, "partner_id")?,
             active: get::<i64>(&r, "active")? != 0,
             session_id: get(&r, "session_id")?,
+            device_id: parse(&r, "device_id")?,
             expires_at,
         }))
     }

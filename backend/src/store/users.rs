@@ -166,11 +166,7 @@ impl Store {
 
     /// A user by id.
     pub async fn user_by_id(&self, keys: &Keyring, id: &UserId) -> Result<Option<UserRow>> {
-        let r = sqlx::query("SELECT * FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.reader())
-            .await?;
-        r.map(|r| decode(keys, &r)).transpose()
+        user_by_id_in(self.reader(), keys, id).await
     }
 
     /// Creates a user in its own transaction; `None` when the phone is taken.
@@ -206,4 +202,17 @@ impl Store {
         .await?;
         rows.iter().map(|r| decode(keys, r)).collect()
     }
+}
+
+/// [`Store::user_by_id`] on any executor: a pool, or the transaction a sync
+/// push applies its batch on (so it sees the batch's own earlier effects).
+pub async fn user_by_id_in<'e, E>(exec: E, keys: &Keyring, id: &UserId) -> Result<Option<UserRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let r = sqlx::query("SELECT * FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    r.map(|r| decode(keys, &r)).transpose()
 }

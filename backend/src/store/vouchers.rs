@@ -44,6 +44,15 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
+    /// A voucher by its id.
+    pub async fn voucher_by_id(&self, id: &str) -> Result<Option<Voucher>> {
+        let r = sqlx::query("SELECT * FROM vouchers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await?;
+        r.as_ref().map(decode).transpose()
+    }
+
     /// A voucher by its code.
     pub async fn voucher_by_code(&self, code: &str) -> Result<Option<Voucher>> {
         let r = sqlx::query("SELECT * FROM vouchers WHERE code = $1")
@@ -74,6 +83,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
+            let id: String = sqlx::query_scalar("SELECT id FROM vouchers WHERE code = $1")
+                .bind(code.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            super::changes::append(&mut tx, super::changes::Entity::Voucher, &id, now).await?;
             super::audit::append(&mut tx, now, audit).await?;
             tx.commit().await?;
             return Ok(RedeemOutcome::Redeemed);

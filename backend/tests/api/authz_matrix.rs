@@ -569,8 +569,10 @@ impl World {
                 "GET",
                 "/healthz" | "/readyz" | "/v1/me" | "/v1/plans" | "/v1/partners" | "/v1/users"
                 | "/v1/policies" | "/v1/claims" | "/v1/jobs" | "/v1/vouchers" | "/v1/admin/sms"
-                | "/v1/admin/audit",
+                | "/v1/admin/audit" | "/v1/sync/pull",
             ) => (route, None),
+            // An empty push: authorization is all it exercises.
+            ("POST", "/v1/sync/push") => (route, Some(json!({"entries": []}))),
             ("POST", "/v1/auth/sign-out") => (route, None),
             ("GET", "/v1/plans/quote") => (format!("{route}?device_price=1849900"), None),
             ("POST", "/v1/auth/otp") => {

@@ -8,3 +8,4 @@ mod harness;
 mod pii;
 mod refusals;
 mod story;
+mod sync;

@@ -17,6 +17,7 @@
 //! - [`roles`]: who a user is.
 //! - [`problem`]: stable error codes and the RFC 9457 problem body.
 //! - [`api`]: request and response bodies of the HTTP API under `/v1`.
+//! - [`sync`]: the outbox push / pull contract between devices and the server.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -29,6 +30,7 @@ pub mod pan;
 pub mod phone;
 pub mod problem;
 pub mod roles;
+pub mod sync;
 
 pub use claims::{ClaimAction, ClaimState, Resolution, TransitionError};
 pub use gstin::Gstin;

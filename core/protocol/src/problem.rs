@@ -112,6 +112,10 @@ error_codes! {
     VoucherAlreadyRedeemed => "voucher_already_redeemed",
     /// The voucher has expired.
     VoucherExpired => "voucher_expired",
+    /// A sync mutation reused a seq or id with a different payload.
+    MutationConflict => "mutation_conflict",
+    /// The device belongs to another user; sign in again on this device.
+    DeviceMismatch => "device_mismatch",
     /// Something failed on the server; the request id lets support find it.
     Internal => "internal",
     /// A dependency is unavailable; retry later.
