@@ -50,9 +50,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Runs until the serve task ends.
+    /// Runs until the serve task ends, then writes what the audit writer holds.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let r = (&mut self.serve).await;
+        self.state.store.flush_audit().await;
         self.worker.abort();
         r.context("server task failed")
     }
@@ -120,6 +121,7 @@ pub async fn launch_with_listener(
         demo::seed(&state).await.context("cannot seed demo data")?;
     }
     let addr = listener.local_addr()?;
+    state.store.start_audit_writer();
     let notify = Arc::new(tokio::sync::Notify::new());
     let sender = Arc::new(notifier::DevInbox::new(
         state.store.clone(),

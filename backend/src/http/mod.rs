@@ -144,6 +144,8 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn(problem_and_log))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Devices on slow links gzip their pushes; the limit above applies to the inflated body.
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(state)

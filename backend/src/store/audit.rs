@@ -30,28 +30,141 @@ pub struct AuditRecord {
 /// The single append path. Runs on whatever connection the caller holds, so a
 /// state change and its audit entry commit together.
 pub async fn append(conn: &mut AnyConnection, at: DateTime<Utc>, rec: &AuditRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_id, actor_role, action, resource_type, resource_id, request_id, ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(ms(at))
-    .bind(rec.actor_id.map(|i| i.to_string()))
-    .bind(rec.actor_role.map(|r| r.as_str().to_string()))
-    .bind(rec.action.clone())
-    .bind(rec.resource_type.clone())
-    .bind(rec.resource_id.clone())
-    .bind(rec.request_id.clone())
-    .bind(rec.ip.clone())
-    .execute(conn)
-    .await?;
+    append_many(conn, &[(at, rec.clone())]).await
+}
+
+/// Appends several entries, many rows per statement (the writer's batches).
+async fn append_many(
+    conn: &mut AnyConnection,
+    entries: &[(DateTime<Utc>, AuditRecord)],
+) -> Result<()> {
+    for chunk in entries.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (at, actor_id, actor_role, action, resource_type, resource_id, request_id, ip) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (at, rec) in chunk {
+            q = q
+                .bind(ms(*at))
+                .bind(rec.actor_id.map(|i| i.to_string()))
+                .bind(rec.actor_role.map(|r| r.as_str().to_string()))
+                .bind(rec.action.clone())
+                .bind(rec.resource_type.clone())
+                .bind(rec.resource_id.clone())
+                .bind(rec.request_id.clone())
+                .bind(rec.ip.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
+/// A message to the audit writer.
+#[derive(Debug)]
+pub(crate) enum AuditMsg {
+    /// An entry to append.
+    Entry(DateTime<Utc>, AuditRecord),
+    /// Answer once everything sent before is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Largest batch the writer appends in one transaction.
+const AUDIT_BATCH: usize = 500;
+
 impl Store {
-    /// Appends one entry in its own transaction (for reads, which change nothing else).
+    /// Appends one entry for a read (which changes nothing else). When the
+    /// audit writer runs, entries are batched into one transaction per burst
+    /// (reads would otherwise queue behind SQLite's single writer); the
+    /// append path is the same [`append`].
     pub async fn audit(&self, at: DateTime<Utc>, rec: &AuditRecord) -> Result<()> {
+        if let Some(tx) = self.audit_tx.get() {
+            if tx.send(AuditMsg::Entry(at, rec.clone())).await.is_ok() {
+                return Ok(());
+            }
+        }
         let mut tx = self.begin().await?;
         append(&mut tx, at, rec).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Waits until every entry sent so far is written.
+    pub async fn flush_audit(&self) {
+        if let Some(tx) = self.audit_tx.get() {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx.send(AuditMsg::Flush(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// Starts the batching audit writer (once per store).
+    pub fn start_audit_writer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<AuditMsg>(10_000);
+        self.audit_tx.set(tx).ok()?;
+        let store = self.clone();
+        Some(tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < AUDIT_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                let mut waiting = Vec::new();
+                let entries: Vec<(DateTime<Utc>, AuditRecord)> = batch
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        AuditMsg::Entry(at, rec) => Some((at, rec)),
+                        AuditMsg::Flush(done) => {
+                            waiting.push(done);
+                            None
+                        }
+                    })
+                    .collect();
+                for attempt in 0..3 {
+                    match store.append_batch(&entries).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 2 => {
+                            tracing::warn!(error = %e, "audit batch not written; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, entries = entries.len(), "audit batch lost")
+                        }
+                    }
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+            }
+        }))
+    }
+
+    async fn append_batch(&self, entries: &[(DateTime<Utc>, AuditRecord)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        append_many(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -80,6 +80,7 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     dialect: Dialect,
+    audit_tx: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<audit::AuditMsg>>>,
 }
 
 /// A write transaction.
@@ -108,6 +109,7 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     dialect: Dialect::Postgres,
+                    audit_tx: Default::default(),
                 }
             }
         };
@@ -139,6 +141,7 @@ impl Store {
             read,
             write,
             dialect: Dialect::Sqlite,
+            audit_tx: Default::default(),
         })
     }
 
