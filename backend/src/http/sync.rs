@@ -34,12 +34,16 @@ use crate::store::{claims, policies};
 
 /// Rows accepted in one push.
 pub const MAX_PUSH_ROWS: usize = 1000;
+/// Largest push body, inflated.
+pub const PUSH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// Changes answered in one pull, at most.
 pub const MAX_PULL: i64 = 1000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(push))
+        // A long offline queue arrives in batches of a few hundred rows.
+        .layer(axum::extract::DefaultBodyLimit::max(PUSH_BODY_LIMIT))
         .routes(routes!(pull))
 }
 
@@ -138,7 +142,12 @@ async fn push(
             None,
         ));
     };
-    let mut expected = highest_seq as u64 + 1;
+    // A device this server has never applied anything for (new, or the server
+    // was reset) starts at its first row: its earlier rows went elsewhere.
+    let mut expected = match (highest_seq, req.entries.first()) {
+        (0, Some(first)) => first.client_seq,
+        _ => highest_seq as u64 + 1,
+    };
     let mut results = Vec::with_capacity(req.entries.len());
     let mut expected_seq = None;
     for e in &req.entries {

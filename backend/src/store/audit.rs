@@ -94,10 +94,10 @@ impl Store {
     /// (reads would otherwise queue behind SQLite's single writer); the
     /// append path is the same [`append`].
     pub async fn audit(&self, at: DateTime<Utc>, rec: &AuditRecord) -> Result<()> {
-        if let Some(tx) = self.audit_tx.get() {
-            if tx.send(AuditMsg::Entry(at, rec.clone())).await.is_ok() {
-                return Ok(());
-            }
+        if let Some(tx) = self.audit_tx.get()
+            && tx.send(AuditMsg::Entry(at, rec.clone())).await.is_ok()
+        {
+            return Ok(());
         }
         let mut tx = self.begin().await?;
         append(&mut tx, at, rec).await?;

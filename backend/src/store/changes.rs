@@ -26,6 +26,14 @@ pub async fn append(
     id: &str,
     at: DateTime<Utc>,
 ) -> Result<()> {
+    use sqlx::Connection;
+    // Feed positions must become visible in order, or a reader could move its
+    // cursor past a position whose transaction has not committed yet. SQLite
+    // has one writer; on PostgreSQL appenders take a transaction-scoped lock,
+    // held until commit, so commit order is position order.
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock(7345003)").execute(&mut *conn).await?;
+    }
     let sql = match entity {
         Entity::Policy => {
             "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at) \

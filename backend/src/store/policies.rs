@@ -234,9 +234,13 @@ pub async fn record_sale_on(
                 partner_id: None,
                 service_centre: None,
             };
-            insert_user(&mut *conn, keys, &new, now)
-                .await?
-                .ok_or_else(|| corrupt("customer phone raced"))?
+            match insert_user(&mut *conn, keys, &new, now).await? {
+                Some(u) => u,
+                // Another counter registered the same customer a moment ago.
+                None => user_by_phone_on(&mut *conn, keys, s.customer_phone)
+                    .await?
+                    .ok_or_else(|| corrupt("customer phone raced"))?,
+            }
         }
     };
     let imei_index = blind(keys, index::IMEI, s.imei.as_str());
