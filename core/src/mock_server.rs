@@ -147,23 +147,23 @@ fn record(s: &mut MockState, path: &str, h: &HeaderMap) {
     });
 }
 
-/// Checks the bearer token; `Err` is the answer to send.
-fn check_auth(s: &MockState, h: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token; `Some` is the refusal to send.
+fn auth_failure(s: &MockState, h: &HeaderMap) -> Option<Response> {
     let token = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if s.valid_access.contains(token) {
-        Ok(())
+        None
     } else if s.expired_access.contains(token) {
-        Err(problem(
+        Some(problem(
             StatusCode::UNAUTHORIZED,
             ErrorCode::TokenExpired,
             None,
         ))
     } else {
-        Err(problem(
+        Some(problem(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             None,
@@ -259,7 +259,7 @@ async fn plans(State(st): State<Shared>, h: HeaderMap) -> Response {
     let mut s = st.lock().unwrap();
     record(&mut s, "/v1/plans", &h);
     if h.contains_key("authorization")
-        && let Err(r) = check_auth(&s, &h)
+        && let Some(r) = auth_failure(&s, &h)
     {
         return r;
     }
@@ -283,7 +283,7 @@ fn take_failure(s: &mut MockState) -> Option<Response> {
 async fn push(State(st): State<Shared>, h: HeaderMap, body: Bytes) -> Response {
     let mut s = st.lock().unwrap();
     record(&mut s, "/v1/sync/push", &h);
-    if let Err(r) = check_auth(&s, &h) {
+    if let Some(r) = auth_failure(&s, &h) {
         return r;
     }
     if let Some(r) = take_failure(&mut s) {
@@ -398,7 +398,7 @@ struct PullQuery {
 async fn pull(State(st): State<Shared>, h: HeaderMap, Query(q): Query<PullQuery>) -> Response {
     let mut s = st.lock().unwrap();
     record(&mut s, "/v1/sync/pull", &h);
-    if let Err(r) = check_auth(&s, &h) {
+    if let Some(r) = auth_failure(&s, &h) {
         return r;
     }
     if let Some(r) = take_failure(&mut s) {

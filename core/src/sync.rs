@@ -356,7 +356,9 @@ impl Shared {
                 })
                 .await?;
             report.pulled += n;
-            if !has_more && !(resync && n == 0) {
+            // A resync without changes restarts the pull from the start.
+            let restarting = resync && n == 0;
+            if !has_more && !restarting {
                 return Ok(());
             }
         }

@@ -28,12 +28,26 @@ pub struct Bench {
 }
 
 /// Every benchmark `cargo xtask bench` knows. Register new ones here.
-pub const BENCHES: &[Bench] = &[Bench {
-    name: "api",
-    package: "glassguard-server",
-    dir: "backend",
-    target: "api",
-}];
+pub const BENCHES: &[Bench] = &[
+    Bench {
+        name: "api",
+        package: "glassguard-server",
+        dir: "backend",
+        target: "api",
+    },
+    Bench {
+        name: "bot",
+        package: "glassguard-server",
+        dir: "backend",
+        target: "bot",
+    },
+    Bench {
+        name: "sync",
+        package: "glassguard-e2e",
+        dir: "tests",
+        target: "sync",
+    },
+];
 
 /// Parses `[NAME] [--] [ARGS]` and runs the chosen benchmark(s).
 pub fn bench(root: &Path, args: &[OsString]) -> Result<()> {

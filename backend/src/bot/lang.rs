@@ -572,9 +572,9 @@ fn say(lang: Lang, s: &Say) -> String {
             Hi => "अभी कोड नहीं भेज सकते। थोड़ी देर बाद कोशिश करें।".into(),
         },
         Say::CodeWrong { left } => match lang {
-            En => format!("That code is wrong; {left} tries left. Reply RESEND for a new code."),
-            Hinglish => format!("Code galat hai; {left} koshish baaki. Naye code ke liye RESEND."),
-            Hi => format!("कोड गलत है; {left} कोशिश बाकी। नए कोड के लिए RESEND लिखें।"),
+            En => format!("That code is wrong. Tries left: {left}. Reply RESEND for a new code."),
+            Hinglish => format!("Code galat hai. Baaki koshish: {left}. Naye code ke liye RESEND."),
+            Hi => format!("कोड गलत है। बाकी कोशिश: {left}। नए कोड के लिए RESEND लिखें।"),
         },
         Say::CodeExpired => match lang {
             En => "That code has expired. Reply RESEND for a new one.".into(),

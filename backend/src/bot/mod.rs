@@ -391,6 +391,10 @@ fn price_in(toks: &[String]) -> Option<i64> {
 fn catalog<D: Desk>(desk: &D, conv: &mut Conversation, toks: &[String], out: &mut Vec<Say>) {
     let cat = desk.catalog();
     match price_in(toks).filter(|p| *p > 0) {
+        Some(price) if price > MAX_PRICE => out.push(Say::Wrong(Problem::PriceTooHigh {
+            rupees: price,
+            max: MAX_PRICE,
+        })),
         Some(price) => {
             out.push(offers_for(cat, price));
             conv.quoted_price = Some(price);
@@ -811,9 +815,7 @@ fn strike(conv: &mut Conversation, strikes: &mut u8, out: &mut Vec<Say>) -> bool
             out.push(Say::Expired);
         }
         out.push(Say::ThreeStrikes);
-        conv.flow = Flow::Callback {
-            need_phone: conv.phone.is_none(),
-        };
+        conv.flow = Flow::Callback { need_phone: false };
         return true;
     }
     false
@@ -1295,14 +1297,33 @@ async fn callback<D: Desk>(
     intent: Intent,
     out: &mut Vec<Say>,
 ) -> Result<(), DeskError> {
-    if need_phone && let Some(phone) = nlu::phone(toks) {
-        conv.phone = Some(KnownPhone {
-            phone,
-            source: Source::Typed,
-        });
-    }
-    let asked_for = nlu::wants_callback(toks) || need_phone;
-    if !asked_for {
+    let asked = nlu::wants_callback(toks);
+    if need_phone {
+        match nlu::phone(toks) {
+            Some(phone) => {
+                conv.phone = Some(KnownPhone {
+                    phone,
+                    source: Source::Typed,
+                });
+            }
+            None if asked => {
+                out.push(Say::AskPhone { callback: true });
+                conv.flow = Flow::Callback { need_phone: true };
+                return Ok(());
+            }
+            // Something else entirely (words, not a mistyped number): answer that.
+            None if intent != Intent::Unknown
+                && toks.iter().any(|t| t.chars().any(char::is_alphabetic)) =>
+            {
+                return Box::pin(idle(desk, conv, toks, intent, out)).await;
+            }
+            None => {
+                out.push(Say::Wrong(Problem::PhoneInvalid));
+                conv.flow = Flow::Callback { need_phone: true };
+                return Ok(());
+            }
+        }
+    } else if !asked {
         // Not a call-back: whatever else it is.
         return Box::pin(idle(desk, conv, toks, intent, out)).await;
     }
@@ -1315,14 +1336,220 @@ async fn callback<D: Desk>(
             });
             conv.flow = Flow::Idle;
         }
-        None if need_phone => {
-            out.push(Say::Wrong(Problem::PhoneInvalid));
-            conv.flow = Flow::Callback { need_phone: true };
-        }
         None => {
             out.push(Say::AskPhone { callback: true });
             conv.flow = Flow::Callback { need_phone: true };
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine against a fake desk: whole conversations without a server.
+    //! (The same property over HTTP, against the real store and OTP service,
+    //! is in `backend/tests/bot.rs`.)
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plans::EMBEDDED_CATALOG;
+
+    #[derive(Default)]
+    struct Books {
+        /// The live code per phone.
+        codes: HashMap<String, String>,
+        sent: u32,
+        /// The phone whose code was just accepted, not yet used for an order.
+        accepted: Option<String>,
+        orders: Vec<String>,
+    }
+
+    struct FakeDesk {
+        catalog: Catalog,
+        books: Mutex<Books>,
+    }
+
+    impl FakeDesk {
+        fn new() -> Self {
+            FakeDesk {
+                catalog: Catalog::parse(EMBEDDED_CATALOG).unwrap(),
+                books: Mutex::new(Books::default()),
+            }
+        }
+
+        fn code_of(&self, phone: &str) -> Option<String> {
+            self.books.lock().unwrap().codes.get(phone).cloned()
+        }
+    }
+
+    impl Desk for FakeDesk {
+        fn catalog(&self) -> &Catalog {
+            &self.catalog
+        }
+
+        fn now(&self) -> DateTime<Utc> {
+            NaiveDate::from_ymd_opt(2026, 3, 12)
+                .unwrap()
+                .and_hms_opt(10, 0, 0)
+                .unwrap()
+                .and_utc()
+        }
+
+        async fn send_code(&self, phone: &PhoneNumber, _: CodeFor) -> Result<CodeSend, DeskError> {
+            let mut b = self.books.lock().unwrap();
+            b.sent += 1;
+            let code = format!("{:06}", 100_000 + b.sent * 7);
+            b.codes.insert(phone.as_str().to_string(), code);
+            Ok(CodeSend::Sent)
+        }
+
+        async fn check_code(
+            &self,
+            phone: &PhoneNumber,
+            _: CodeFor,
+            code: &str,
+        ) -> Result<CodeCheck, DeskError> {
+            let mut b = self.books.lock().unwrap();
+            if b.codes.get(phone.as_str()).map(String::as_str) == Some(code) {
+                b.codes.remove(phone.as_str());
+                b.accepted = Some(phone.as_str().to_string());
+                Ok(CodeCheck::Valid)
+            } else {
+                Ok(CodeCheck::Wrong)
+            }
+        }
+
+        async fn imei_taken(&self, _: &Imei) -> Result<bool, DeskError> {
+            Ok(false)
+        }
+
+        async fn place_order(&self, o: &OrderToPlace<'_>) -> Result<Placed, DeskError> {
+            let mut b = self.books.lock().unwrap();
+            let phone = o.verified.phone().as_str().to_string();
+            assert_eq!(
+                b.accepted.take().as_deref(),
+                Some(phone.as_str()),
+                "an order for a number whose code was not just accepted"
+            );
+            b.orders.push(phone);
+            Ok(Placed::Placed {
+                reference: format!("GB-TEST{}", b.orders.len()),
+            })
+        }
+
+        async fn claims(
+            &self,
+            _: &PhoneNumber,
+            reference: Option<&str>,
+            _: bool,
+        ) -> Result<ClaimsAnswer, DeskError> {
+            Ok(match reference {
+                Some(_) => ClaimsAnswer::NotFound,
+                None => ClaimsAnswer::Listed(Vec::new()),
+            })
+        }
+
+        async fn request_callback(&self, _: &PhoneNumber, _: &str) -> Result<(), DeskError> {
+            Ok(())
+        }
+    }
+
+    fn talk(desk: &FakeDesk, conv: &mut Conversation, text: &str) -> Reply {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(handle(desk, conv, text)).unwrap()
+    }
+
+    #[test]
+    fn an_order_step_by_step_in_eight_messages() {
+        let desk = FakeDesk::new();
+        let phone = PhoneNumber::parse("+919876543210").unwrap();
+        let mut conv = Conversation {
+            phone: Some(KnownPhone {
+                phone: phone.clone(),
+                source: Source::Carrier,
+            }),
+            ..Conversation::default()
+        };
+        for (text, expect) in [
+            ("I want to buy screen insurance", "device"),
+            ("Samsung Galaxy A15", "price"),
+            ("15000", "date"),
+            ("today", "imei"),
+            ("356938035643809", "name"),
+            ("Ravi Kumar", "confirmation"),
+            ("yes", "code"),
+        ] {
+            let r = talk(&desk, &mut conv, text);
+            assert_eq!(r.expecting, Some(expect), "{text}: {}", r.text);
+        }
+        let code = desk.code_of(phone.as_str()).unwrap();
+        let r = talk(&desk, &mut conv, &code);
+        assert!(r.text.contains("Order GB-TEST1"), "{}", r.text);
+        assert_eq!(r.expecting, None);
+        assert_eq!(desk.books.lock().unwrap().orders, vec![phone.as_str()]);
+    }
+
+    const PHRASES: &[&str] = &[
+        "order samsung galaxy a15 15000 today 356938035643809",
+        "Ravi Kumar",
+        "9876543210",
+        "9123456789",
+        "yes",
+        "no",
+        "2",
+        "resend",
+        "cancel",
+        "help",
+        "hindi",
+        "call",
+        "plans for 15k",
+        "mera claim",
+        "details",
+        "123456",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever is said, in whatever order, the engine places an order
+        /// only right after the desk accepted the code of that order's number.
+        #[test]
+        fn orders_follow_an_accepted_code(
+            sms in any::<bool>(),
+            steps in proptest::collection::vec((0..PHRASES.len() + 2, any::<bool>()), 1..30),
+        ) {
+            let desk = FakeDesk::new();
+            let own = PhoneNumber::parse("+919876543210").unwrap();
+            let mut conv = Conversation::default();
+            for (i, other) in steps {
+                if sms {
+                    conv.phone = Some(KnownPhone { phone: own.clone(), source: Source::Carrier });
+                }
+                let text = match i {
+                    i if i < PHRASES.len() => PHRASES[i].to_string(),
+                    // The live code of this number, or of the other one.
+                    _ => {
+                        let who = if other { "+919123456789" } else { own.as_str() };
+                        match desk.code_of(who) {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    }
+                };
+                let before = desk.books.lock().unwrap().orders.len();
+                talk(&desk, &mut conv, &text);
+                let b = desk.books.lock().unwrap();
+                prop_assert!(b.orders.len() <= before + 1);
+                if sms {
+                    prop_assert!(b.orders.iter().all(|p| p == own.as_str()));
+                }
+            }
+        }
+    }
 }

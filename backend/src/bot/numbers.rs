@@ -285,7 +285,7 @@ fn read_at(tokens: &[String], i: usize) -> Option<Amount> {
     // Digits with a multiplier word after them ("15 hazar", "1.5 lakh",
     // "1 lakh 20 hazar") are read as a run of number words below.
     if let Some((hundredths, suffixed, prefixed, int_digits)) = digit_token(&tokens[i])
-        && (suffixed || prefixed || !tokens.get(i + 1).is_some_and(|t| multiplier(t).is_some()))
+        && (suffixed || prefixed || tokens.get(i + 1).is_none_or(|t| multiplier(t).is_none()))
     {
         let mut end = i + 1;
         let currency_after = tokens.get(end).is_some_and(|t| is_currency(t));

@@ -7,7 +7,8 @@
 //! - in-app, signed in: the user (`user:<id>`); their account's phone is
 //!   known, so orders and claim questions go straight to the OTP step;
 //! - in-app, anonymous: a `session_id` the client makes for the chat
-//!   (`session:<id>`, e.g. a UUID kept until the chat is closed). The
+//!   (`session:<id>`, a random UUID kept until the chat is closed: whoever
+//!   holds it continues the conversation, so it must not be guessable). The
 //!   customer types their phone when ordering or asking about claims; it is
 //!   only an unproven claim until the code sent to it comes back;
 //! - SMS: the number the gateway says sent the message. The webhook is
@@ -79,7 +80,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BotMessage {
-    /// The client's id for this chat: 8 to 64 letters, digits, `-` or `_`.
+    /// The client's id for this chat: 16 to 64 letters, digits, `-` or `_`,
+    /// random (a UUID): whoever holds it continues the conversation.
     /// Required unless signed in (a signed-in user has one conversation).
     #[serde(default)]
     pub session_id: Option<String>,
@@ -181,14 +183,14 @@ async fn message(
                 .session_id
                 .as_deref()
                 .filter(|s| {
-                    (8..=64).contains(&s.len())
+                    (16..=64).contains(&s.len())
                         && s.bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 })
                 .ok_or_else(|| {
                     ApiError::rule(
                         ErrorCode::InvalidRequest,
-                        "session_id (8 to 64 letters, digits, - or _) is required unless signed in",
+                        "session_id (16 to 64 letters, digits, - or _; a random UUID) is required unless signed in",
                     )
                 })?;
             (format!("session:{sid}"), None)

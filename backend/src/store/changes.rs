@@ -26,7 +26,6 @@ pub async fn append(
     id: &str,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    use sqlx::Connection;
     // Feed positions must become visible in order, or a reader could move its
     // cursor past a position whose transaction has not committed yet. SQLite
     // has one writer; on PostgreSQL appenders take a transaction-scoped lock,

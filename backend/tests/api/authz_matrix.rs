@@ -25,6 +25,11 @@
 //! client address, and the set-up needs more than that. The per-phone limits
 //! (one a minute, five an hour) still apply; the clock is moved past them
 //! and the callers' tokens refreshed, so no token outlives its 15 minutes.
+//!
+//! The bot's SMS webhook (`POST /v1/bot/sms`) is authenticated by the SMS
+//! gateway's signature, not by a caller: every call to it is signed with
+//! the server's webhook secret (and carries the caller's token as well), so
+//! its row says what the authorizer decides for each kind of caller.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -44,6 +49,11 @@ const TABLE: &str = include_str!("authz_matrix.tsv");
 const HEADER: &str = "method\tpath\taction_note\tanonymous\tcustomer\tother_customer\tpartner_staff\tpartner_admin\tother_partner_admin\ttechnician\tother_technician\tadjuster\tadmin";
 
 const TRANSITIONS: &str = "/v1/claims/{id}/transitions";
+
+/// The inbound-SMS webhook: authenticated by the gateway's signature, so
+/// every caller's call is signed (see `World::signed_sms`).
+const BOT_SMS: &str = "/v1/bot/sms";
+const WEBHOOK_SECRET: &str = "matrix-webhook-secret-0123456789";
 
 /// Claimable policies sold to the customer before the waiting period passes.
 /// The matrix uses about 30; more are sold (and the clock moved past a new
@@ -268,7 +278,39 @@ impl World {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let token = self.actors.get(&who).map(|a| a.access.clone());
+        if path == BOT_SMS {
+            return self.signed_sms(token.as_deref(), body).await;
+        }
         self.app.call(method, path, token.as_deref(), body).await
+    }
+
+    /// The SMS gateway's webhook, signed as the gateway signs it (with the
+    /// caller's token too, which the webhook does not need).
+    async fn signed_sms(&self, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        use glassguard_server::bot::signature;
+        let raw = serde_json::to_vec(&body.unwrap_or(Value::Null)).unwrap();
+        let ts = self.now().timestamp();
+        let mut req = self
+            .app
+            .http
+            .post(format!("{}{BOT_SMS}", self.app.base))
+            .header("content-type", "application/json")
+            .header(signature::TIMESTAMP_HEADER, ts.to_string())
+            .header(
+                signature::SIGNATURE_HEADER,
+                signature::sign(WEBHOOK_SECRET.as_bytes(), ts, &raw),
+            )
+            .body(raw);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// A set-up call that must answer `want`.
@@ -571,6 +613,17 @@ impl World {
                 | "/v1/policies" | "/v1/claims" | "/v1/jobs" | "/v1/vouchers" | "/v1/admin/sms"
                 | "/v1/admin/audit" | "/v1/sync/pull",
             ) => (route, None),
+            // The bot is public: each caller chats from a new session.
+            ("POST", "/v1/bot/messages") => {
+                let n = self.next();
+                let session = format!("matrix-chat-{n:06}");
+                (route, Some(json!({"session_id": session, "text": "plans"})))
+            }
+            // Each webhook call comes from a new sender (signed in `call`).
+            ("POST", BOT_SMS) => {
+                let phone = self.fresh_phone();
+                (route, Some(json!({"from": phone, "text": "plans"})))
+            }
             // An empty push: authorization is all it exercises.
             ("POST", "/v1/sync/push") => (route, Some(json!({"entries": []}))),
             ("POST", "/v1/auth/sign-out") => (route, None),
@@ -695,9 +748,11 @@ impl World {
     /// from A and another customer with a policy from B; ten days later,
     /// everyone signed in and a claim asking for documents.
     async fn build() -> World {
-        let app = TestApp::spawn(Db::Sqlite)
-            .await
-            .expect("SQLite always runs");
+        let app = TestApp::spawn_with(Db::Sqlite, |l| {
+            l.sms_webhook_secret = Some(WEBHOOK_SECRET.into())
+        })
+        .await
+        .expect("SQLite always runs");
         let now = app.clock_now();
         let mut w = World {
             app,
