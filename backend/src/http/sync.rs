@@ -142,11 +142,12 @@ async fn push(
             None,
         ));
     };
-    // A device this server has never applied anything for (new, or the server
-    // was reset) starts at its first row: its earlier rows went elsewhere.
-    let mut expected = match (highest_seq, req.entries.first()) {
-        (0, Some(first)) => first.client_seq,
-        _ => highest_seq as u64 + 1,
+    let mut expected = match highest_seq {
+        // A device this server has never applied anything for (new, or the
+        // server was reset) starts at the lowest row it sends: its earlier rows
+        // went elsewhere. Out of order within the batch still stops at the gap.
+        0 => req.entries.iter().map(|e| e.client_seq).min().unwrap_or(1),
+        h => h as u64 + 1,
     };
     let mut results = Vec::with_capacity(req.entries.len());
     let mut expected_seq = None;

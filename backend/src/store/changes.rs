@@ -31,7 +31,9 @@ pub async fn append(
     // has one writer; on PostgreSQL appenders take a transaction-scoped lock,
     // held until commit, so commit order is position order.
     if conn.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_advisory_xact_lock(7345003)").execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7345003)")
+            .execute(&mut *conn)
+            .await?;
     }
     let sql = match entity {
         Entity::Policy => {

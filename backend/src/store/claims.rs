@@ -393,7 +393,13 @@ pub async fn file_claim_on(
     )
     .await?;
     // The policy's claims_used moved too.
-    super::changes::append(&mut *conn, super::changes::Entity::Policy, &n.policy_id.to_string(), now).await?;
+    super::changes::append(
+        &mut *conn,
+        super::changes::Entity::Policy,
+        &n.policy_id.to_string(),
+        now,
+    )
+    .await?;
     super::notifications::enqueue_sms(&mut *conn, keys, "claim_stage", n.contact_phone, &body, now)
         .await?;
     super::audit::append(&mut *conn, now, audit).await?;
@@ -448,8 +454,10 @@ pub async fn transition_claim_on(
         .bind(id.clone())
         .execute(&mut *conn)
         .await?;
-        let policy: String =
-            sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1").bind(id.clone()).fetch_one(&mut *conn).await?;
+        let policy: String = sqlx::query_scalar("SELECT policy_id FROM claims WHERE id = $1")
+            .bind(id.clone())
+            .fetch_one(&mut *conn)
+            .await?;
         super::changes::append(&mut *conn, super::changes::Entity::Policy, &policy, now).await?;
     }
     if let Some(v) = &t.voucher {
