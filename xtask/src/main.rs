@@ -9,7 +9,7 @@
 //! - `cargo xtask test [--quick] [-- TEST-ARGS]`: set-up (Rust targets, apt
 //!   packages, cargo tools), `cargo fmt --check`, clippy with warnings denied,
 //!   the protocol crate's wasm32 build, PostgreSQL discovery (sets
-//!   `GLASSGUARD_TEST_POSTGRES_URL`), `cargo test --workspace --all-targets`,
+//!   `GLASSGUARD_TEST_POSTGRES_URL`), `cargo test --workspace`,
 //!   doc tests if there are any, and (as root, installing the cross gcc,
 //!   qemu-user and the Rust target) the core's unit tests for
 //!   `aarch64-unknown-linux-gnu` under qemu. Stops at the first failure and prints a

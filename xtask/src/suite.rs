@@ -222,8 +222,10 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
         Ok(outcome)
     });
 
-    pipeline.step("test", "cargo test --workspace --all-targets", || {
-        let mut test = test_command(root, database.as_ref(), &["--workspace", "--all-targets"]);
+    // Not --all-targets: that would also run the benchmarks (in debug);
+    // clippy above already builds them, and `cargo xtask bench` runs them.
+    pipeline.step("test", "cargo test --workspace", || {
+        let mut test = test_command(root, database.as_ref(), &["--workspace"]);
         if !options.test_args.is_empty() {
             test.arg("--").args(&options.test_args);
         }
