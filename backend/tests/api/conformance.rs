@@ -13,7 +13,8 @@ use crate::story::{
     self, ADJUSTER, ADMIN, CUSTOMER, OWNER, STAFF, TECH, registration, sale, transition,
 };
 
-async fn shop(db: Db) -> Option<(TestApp, String)> {
+/// A server with an approved shop and its counter staff signed in (shared by the sync tests).
+pub async fn shop(db: Db) -> Option<(TestApp, String)> {
     let app = TestApp::spawn(db).await?;
     app.seed_user(ADMIN, Role::Admin, "Asha").await;
     app.seed_user(ADJUSTER, Role::Adjuster, "Arjun").await;

@@ -4,49 +4,14 @@
 //! cannot serve.
 
 use chrono::Utc;
+use glassguard_protocol::PolicyId;
 use glassguard_protocol::sync::{PullResponse, PushResponse};
-use glassguard_protocol::{PolicyId, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::conformance::shop;
 use crate::harness::{Db, TestApp, imei, json as parse};
-use crate::story::{ADMIN, OWNER, STAFF, registration};
-
-async fn shop(db: Db) -> Option<(TestApp, String)> {
-    let app = TestApp::spawn(db).await?;
-    app.seed_user(ADMIN, Role::Admin, "Asha").await;
-    let admin = app.sign_in(ADMIN).await.access_token;
-    let otp = app
-        .otp(
-            OWNER,
-            glassguard_protocol::api::OtpPurpose::PartnerRegistration,
-        )
-        .await;
-    let (_, b) = app
-        .post(
-            "/v1/partners",
-            None,
-            &registration(OWNER, "AAPFB1234C", &otp),
-        )
-        .await;
-    let pid = b["partner"]["id"].as_str().unwrap().to_string();
-    let owner = b["session"]["access_token"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/v1/partners/{pid}/approve"),
-        Some(&admin),
-        &json!({}),
-    )
-    .await;
-    app.post(
-        &format!("/v1/partners/{pid}/staff"),
-        Some(&owner),
-        &json!({"phone": STAFF, "name": "Sunil", "role": "partner_staff"}),
-    )
-    .await;
-    let staff = app.sign_in(STAFF).await.access_token;
-    Some((app, staff))
-}
 
 fn offline_sale(customer: &str, device: &str) -> Value {
     json!({"command": "record_sale", "payload": {
