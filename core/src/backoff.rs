@@ -35,6 +35,11 @@ impl Backoff {
         self.delay_with(attempt, retry_after, fastrand::f64())
     }
 
+    /// The longest delay [`Backoff::delay`] can give.
+    pub fn longest(&self) -> Duration {
+        self.cap.max(self.max_retry_after)
+    }
+
     /// [`Backoff::delay`] with the random draw `unit` in `[0, 1)` given.
     fn delay_with(&self, attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(32);

@@ -8,7 +8,7 @@
 //! everything again and has the last word.
 
 use chrono::Utc;
-use glassguard_protocol::api::{ClaimCreate, ClaimTransitionRequest, Me, Plan, PolicyStatus};
+use glassguard_protocol::api::{ClaimCreate, ClaimTransitionRequest, Me, Plan};
 use glassguard_protocol::claims::Resolution;
 use glassguard_protocol::sync::{Command, JobOutcome, OfflineSale};
 use glassguard_protocol::{ClaimId, ErrorCode, PolicyId, Role};
@@ -91,12 +91,7 @@ impl Shared {
                     "this sale was already recorded",
                 ));
             }
-            let imei_taken = view::locals::<OfflineSale>(c, Kind::Sale)?
-                .iter()
-                .any(|l| l.value.imei == sale.imei && !matches!(l.sync, SyncMark::Refused { .. }))
-                || view::policies(c)?
-                    .iter()
-                    .any(|p| p.imei == sale.imei && p.status == PolicyStatus::Active);
+            let imei_taken = view::imei_covered(c, &sale.imei)?;
             if imei_taken {
                 return Err(Error::invalid(
                     ErrorCode::ImeiAlreadyCovered,

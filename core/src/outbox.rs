@@ -309,6 +309,89 @@ pub fn mark_done_below(tx: &Transaction<'_>, seq: u64) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
+/// Moves the pending rows from `from` on to the seqs right after `after`
+/// (the server's highest), keeping their order, mutation ids and local
+/// records. For a device restored from an older copy of itself,
+/// whose new rows reuse seqs the server has from other changes. Returns how
+/// many rows moved.
+pub fn renumber_pending(tx: &Transaction<'_>, from: u64, after: u64) -> Result<usize> {
+    let last: u64 = meta_get(tx, LAST_SEQ)?
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::corrupt("outbox sequence counter"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let seqs = {
+        let mut stmt = tx.prepare(
+            "SELECT client_seq FROM outbox WHERE state = 'pending' AND client_seq >= ?1
+             ORDER BY client_seq",
+        )?;
+        stmt.query_map([from as i64], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    // Every row from `from` on moves, so nothing left is above `from - 1`;
+    // the server has `from`, so `after >= from` and the new seqs are free
+    // once the moving rows are out of the way (negative seqs meanwhile).
+    let start = after.max(from.saturating_sub(1)) + 1;
+    for step in [0, 1] {
+        for (i, old) in seqs.iter().enumerate() {
+            let (from_seq, to_seq) = match step {
+                0 => (*old, -(i as i64) - 1),
+                _ => (-(i as i64) - 1, (start + i as u64) as i64),
+            };
+            tx.execute(
+                "UPDATE outbox SET client_seq = ?1 WHERE client_seq = ?2",
+                [to_seq, from_seq],
+            )?;
+            tx.execute(
+                "UPDATE local_records SET client_seq = ?1 WHERE client_seq = ?2",
+                [to_seq, from_seq],
+            )?;
+        }
+    }
+    if !seqs.is_empty() {
+        let end = start + seqs.len() as u64 - 1;
+        meta_set(tx, LAST_SEQ, &end.max(last).to_string())?;
+    }
+    Ok(seqs.len())
+}
+
+/// Queues again the rows the server acknowledged but no longer has: it says
+/// its highest seq for this device is `highest`, below rows it answered
+/// before (a server restored from a backup). Same seqs, same mutation ids,
+/// so nothing can apply twice. Returns how many rows were queued again, or
+/// `None` when a row of the run after `highest` is no longer here to send
+/// (pruned, or refused) and the gap cannot be filled.
+pub fn requeue_lost(tx: &Transaction<'_>, highest: u64) -> Result<Option<usize>> {
+    let rows = {
+        let mut stmt = tx.prepare(
+            "SELECT client_seq, state FROM outbox WHERE client_seq > ?1
+             AND client_seq <= (SELECT max(client_seq) FROM outbox WHERE state = 'done')
+             ORDER BY client_seq",
+        )?;
+        stmt.query_map([highest as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    if rows.is_empty() {
+        return Ok(Some(0));
+    }
+    let unbroken = rows.iter().enumerate().all(|(i, (seq, state))| {
+        *seq == highest + 1 + i as u64 && state != "rejected" && state != "dismissed"
+    });
+    if !unbroken {
+        return Ok(None);
+    }
+    let n = tx.execute(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL
+         WHERE state = 'done' AND client_seq > ?1 AND client_seq <= ?2",
+        [highest as i64, rows[rows.len() - 1].0 as i64],
+    )?;
+    Ok(Some(n))
+}
+
 /// Records a failed attempt on the pending rows: one more attempt, the error
 /// for display, and when the engine means to try again.
 pub fn record_failure(
@@ -481,6 +564,49 @@ pub(crate) mod tests {
                 prop_assert!(rejected_now.iter().all(|r| r.code == Some(ErrorCode::Forbidden)));
             }
         }
+    }
+
+    #[test]
+    fn renumbering_and_requeueing_keep_order_and_mutation_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &key(9)).unwrap();
+        store
+            .call_sync(|c| {
+                let tx = c.transaction()?;
+                for i in 0..6 {
+                    enqueue(&tx, &command(i), Utc::now())?;
+                }
+                for seq in 1..=3 {
+                    mark_done(&tx, seq)?;
+                }
+                tx.commit()?;
+                let before = all(c)?;
+                // The server holds seq 4 from another change and has up to 7.
+                let tx = c.transaction()?;
+                assert_eq!(renumber_pending(&tx, 4, 7)?, 3);
+                tx.commit()?;
+                let after = all(c)?;
+                let seqs: Vec<_> = after.iter().map(|r| r.client_seq).collect();
+                assert_eq!(seqs, [1, 2, 3, 8, 9, 10]);
+                for (b, a) in before.iter().zip(&after) {
+                    assert_eq!((&b.mutation_id, &b.command), (&a.mutation_id, &a.command));
+                }
+                assert_eq!(last_seq(c)?, 10);
+                let tx = c.transaction()?;
+                let next = enqueue(&tx, &command(6), Utc::now())?;
+                assert_eq!(next.client_seq, 11);
+                // The server lost 2 and 3: they go again, same seqs.
+                assert_eq!(requeue_lost(&tx, 1)?, Some(2));
+                assert_eq!(first_pending(&tx)?, Some(2));
+                assert_eq!(requeue_lost(&tx, 1)?, Some(0), "nothing done above 1 now");
+                // A refused row in the lost run cannot be sent again.
+                mark_done(&tx, 2)?;
+                mark_rejected(&tx, 3, None, "no")?;
+                mark_done(&tx, 8)?;
+                assert_eq!(requeue_lost(&tx, 1)?, None);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

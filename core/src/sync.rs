@@ -10,8 +10,15 @@
 //! `rejected` marks it rejected with the server's code and message (the UI
 //! lists it; the queue moves on). When the server names an `expected_seq`:
 //! higher than our first pending row means it already has those rows (mark
-//! them done); lower means it lost rows we know it had, which no retry can
-//! fix, so the run fails with [`Error::SequenceMismatch`] for a person to see.
+//! them done); lower means it lost rows it acknowledged (a server restored
+//! from a backup): they are queued again with their seqs and mutation ids if
+//! this device still has them all, and otherwise the run fails with
+//! [`Error::SequenceMismatch`] for a person to see. A pull that reports a
+//! highest applied seq below our acknowledged rows does the same.
+//! `client_seq_taken` on a row means the server holds that seq from another
+//! change of this device (the device was restored from an older copy of
+//! itself): that row and the rest are numbered again after the server's
+//! highest seq and sent on.
 //!
 //! Pull applies each page and its cursor in one transaction. `resync: true`
 //! clears the cached view (never the outbox) and pulls from the start; a
@@ -37,6 +44,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use glassguard_protocol::ErrorCode;
 use glassguard_protocol::api::{Page, Plan};
 use glassguard_protocol::sync::{EntryStatus, PullResponse, PushRequest, PushResponse};
 use reqwest::Method;
@@ -94,6 +102,12 @@ pub struct SyncReport {
     pub rejected: usize,
     /// Rows marked done because the server's `expected_seq` was past them.
     pub skipped: usize,
+    /// Rows given new seqs after the server's highest: the device was
+    /// restored from an older copy of itself (`client_seq_taken`).
+    pub renumbered: usize,
+    /// Acknowledged rows sent again because the server no longer had them
+    /// (it was restored from a backup).
+    pub resent: usize,
     /// Changes pulled.
     pub pulled: usize,
     /// The server asked for a resync and the view was rebuilt.
@@ -122,6 +136,8 @@ struct Progress {
     duplicates: usize,
     rejected: usize,
     skipped: usize,
+    renumbered: usize,
+    resent: usize,
 }
 
 /// Applies a push answer to the batch that was sent, in one transaction.
@@ -147,6 +163,19 @@ fn apply_push(conn: &mut Connection, batch: &[OutboxRow], resp: &PushResponse) -
             EntryStatus::Duplicate => {
                 p.duplicates += 1;
                 outbox::mark_done(&tx, r.client_seq)?
+            }
+            EntryStatus::Rejected if r.code == Some(ErrorCode::ClientSeqTaken) => {
+                // The server stopped the batch here; this row and the rest
+                // go again under seqs it has not seen.
+                p.renumbered +=
+                    outbox::renumber_pending(&tx, r.client_seq, resp.highest_applied_seq)?;
+                tracing::warn!(
+                    client_seq = r.client_seq,
+                    server_highest = resp.highest_applied_seq,
+                    renumbered = p.renumbered,
+                    "the server has this seq from another change (device restored from an older copy?); renumbered the queue"
+                );
+                break;
             }
             EntryStatus::Rejected => {
                 p.rejected += 1;
@@ -179,10 +208,24 @@ fn apply_push(conn: &mut Connection, batch: &[OutboxRow], resp: &PushResponse) -
             );
             p.skipped = skipped.len();
         } else if expected < next_pending {
-            mismatch = Some(Error::SequenceMismatch {
-                expected,
-                next_pending,
-            });
+            // The server lost rows it acknowledged (restored from a backup):
+            // send them again if this device still has them all.
+            match outbox::requeue_lost(&tx, expected - 1)? {
+                Some(n) if n > 0 => {
+                    tracing::warn!(
+                        expected,
+                        resent = n,
+                        "the server lost acknowledged rows; sending them again"
+                    );
+                    p.resent = n;
+                }
+                _ => {
+                    mismatch = Some(Error::SequenceMismatch {
+                        expected,
+                        next_pending,
+                    })
+                }
+            }
         }
     }
     outbox::prune(&tx, KEEP_DONE)?;
@@ -229,7 +272,11 @@ impl Shared {
     async fn run_inner(&self, trace: &Trace) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         self.push_all(trace, &mut report).await?;
-        self.pull_all(trace, &mut report).await?;
+        if self.pull_all(trace, &mut report).await? > 0 {
+            // The server had lost rows it acknowledged; they are queued again.
+            self.push_all(trace, &mut report).await?;
+            self.pull_all(trace, &mut report).await?;
+        }
         let fetched = self.store.call(|c| meta_get(c, PLANS_FETCHED)).await?;
         let stale = fetched
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
@@ -296,7 +343,9 @@ impl Shared {
             report.duplicates += p.duplicates;
             report.rejected += p.rejected;
             report.skipped += p.skipped;
-            if p.applied + p.duplicates + p.rejected + p.skipped == 0 {
+            report.renumbered += p.renumbered;
+            report.resent += p.resent;
+            if p.applied + p.duplicates + p.rejected + p.skipped + p.renumbered + p.resent == 0 {
                 return Err(Error::Protocol(
                     "the server answered a push without taking any row".into(),
                 ));
@@ -304,8 +353,11 @@ impl Shared {
         }
     }
 
-    async fn pull_all(&self, trace: &Trace, report: &mut SyncReport) -> Result<()> {
+    /// Pulls to the end of the feed. Returns how many acknowledged rows were
+    /// queued again because the server no longer has them.
+    async fn pull_all(&self, trace: &Trace, report: &mut SyncReport) -> Result<usize> {
         let mut restarted = false;
+        let mut resent = 0;
         for _ in 0..MAX_PULL_PAGES {
             let cursor = self.store.call(|c| meta_get(c, view::CURSOR)).await?;
             let mut query = vec![("limit", PULL_LIMIT.to_string())];
@@ -334,9 +386,11 @@ impl Shared {
             let has_more = resp.has_more;
             let n = resp.changes.len();
             let resync = resp.resync;
-            self.store
+            let lost = self
+                .store
                 .call(move |c| {
                     let tx = c.transaction()?;
+                    let lost = outbox::requeue_lost(&tx, resp.highest_applied_seq)?;
                     if resp.resync {
                         view::clear(&tx)?;
                     }
@@ -352,18 +406,34 @@ impl Shared {
                             view::settle(&tx)?;
                         }
                     }
-                    Ok(tx.commit()?)
+                    tx.commit()?;
+                    Ok(lost)
                 })
                 .await?;
+            match lost {
+                Some(0) => {}
+                Some(n) => {
+                    tracing::warn!(
+                        resent = n,
+                        "the server lost acknowledged rows; sending them again"
+                    );
+                    report.resent += n;
+                    resent += n;
+                    self.refresh_counts().await?;
+                }
+                None => tracing::error!(
+                    "the server lost acknowledged rows this device no longer has; they cannot be sent again"
+                ),
+            }
             report.pulled += n;
             // A resync without changes restarts the pull from the start.
             let restarting = resync && n == 0;
             if !has_more && !restarting {
-                return Ok(());
+                return Ok(resent);
             }
         }
         tracing::warn!("pull stopped after {MAX_PULL_PAGES} pages; the next run continues");
-        Ok(())
+        Ok(resent)
     }
 
     /// Fetches the plan catalog and replaces the cached one.
@@ -437,9 +507,12 @@ pub(crate) async fn background(shared: Arc<Shared>, options: BackgroundOptions) 
     // Resume the backoff where the last process left it.
     let (mut attempt, mut retry_at) = match shared.store.call(|c| outbox::head_retry(c)).await {
         Ok(Some((attempts, next))) => {
+            // A retry time stored under a clock that was far ahead must not
+            // stall the queue: no wait is ever longer than the backoff's.
             let wait = next
                 .and_then(|t| t.signed_duration_since(Utc::now()).to_std().ok())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .min(shared.backoff.longest());
             (attempts, next.map(|_| Instant::now() + wait))
         }
         _ => (0, None),
@@ -511,8 +584,8 @@ pub(crate) mod tests {
     use crate::{Config, Core, SyncMark};
     use glassguard_protocol::api::{ClaimCreate, ClaimTransitionRequest, Job};
     use glassguard_protocol::claims::{ClaimAction, ClaimState, Resolution};
-    use glassguard_protocol::sync::{Change, JobOutcome};
-    use glassguard_protocol::{ClaimId, ErrorCode, PhoneNumber, Role};
+    use glassguard_protocol::sync::{Change, JobOutcome, OfflineSale};
+    use glassguard_protocol::{ClaimId, ErrorCode, PhoneNumber, PolicyId, Role};
     use reqwest::StatusCode;
 
     pub(crate) fn fast_backoff() -> crate::Backoff {
@@ -645,6 +718,31 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_covered_phone_is_refused_on_the_device_until_its_sale_is_refused() {
+        let (mock, _dir, core) = signed_in(Role::PartnerStaff).await;
+        let again = |n| OfflineSale {
+            id: PolicyId::new(),
+            ..mock_server::sale(n)
+        };
+        let covered = |r: Result<PolicyId>| {
+            assert_eq!(r.unwrap_err().code(), Some(ErrorCode::ImeiAlreadyCovered));
+        };
+        // Queued, then synced (an active policy in the cache).
+        core.record_sale(mock_server::sale(0)).await.unwrap();
+        covered(core.record_sale(again(0)).await);
+        assert_eq!(core.sync_now().await.unwrap().applied, 1);
+        covered(core.record_sale(again(0)).await);
+        // Refused by the server: the phone is free again on this device.
+        mock.lock().reject_seqs.insert(2);
+        core.record_sale(mock_server::sale(1)).await.unwrap();
+        covered(core.record_sale(again(1)).await);
+        assert_eq!(core.sync_now().await.unwrap().rejected, 1);
+        core.record_sale(again(1)).await.unwrap();
+        // Another phone was never blocked.
+        core.record_sale(mock_server::sale(2)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn rejected_rows_are_kept_for_the_user_and_do_not_block() {
         let (mock, _dir, core) = signed_in(Role::PartnerStaff).await;
         mock.lock().reject_seqs.insert(2);
@@ -708,6 +806,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_expected_seq_behind_us_is_surfaced_not_looped() {
         let (mock, _dir, core) = signed_in(Role::PartnerStaff).await;
+        // The row the server says it lacks was refused: it cannot be sent again.
+        mock.lock().reject_seqs.insert(1);
         core.record_sale(mock_server::sale(0)).await.unwrap();
         core.sync_now().await.unwrap();
         core.record_sale(mock_server::sale(1)).await.unwrap();

@@ -19,9 +19,9 @@
 //! resync: it is the same for everyone.
 
 use chrono::{DateTime, Utc};
-use glassguard_protocol::ErrorCode;
 use glassguard_protocol::api::{Claim, Job, Plan, Policy, Voucher};
 use glassguard_protocol::sync::Change;
+use glassguard_protocol::{ErrorCode, Imei};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -176,6 +176,25 @@ fn get<T: DeserializeOwned>(conn: &Connection, table: &str, id: &str) -> Result<
 /// Cached policies, newest first.
 pub(crate) fn policies(conn: &Connection) -> Result<Vec<Policy>> {
     list(conn, "policies", "sort_key DESC, id DESC")
+}
+
+/// Whether a sale on this device (not refused) or an active cached policy
+/// already covers `imei`. Uses the IMEI indexes of schema version 2: the
+/// expressions and the `kind = 'sale'` literal must match them.
+pub(crate) fn imei_covered(conn: &Connection, imei: &Imei) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (
+             SELECT 1 FROM local_records l LEFT JOIN outbox o ON o.client_seq = l.client_seq
+             WHERE l.kind = 'sale' AND json_extract(l.body, '$.imei') = ?1
+               AND (l.client_seq IS NULL OR o.state IS NULL
+                    OR o.state NOT IN ('rejected', 'dismissed'))
+         ) OR EXISTS (
+             SELECT 1 FROM policies
+             WHERE json_extract(body, '$.imei') = ?1
+               AND json_extract(body, '$.status') = 'active'
+         )",
+    )?;
+    Ok(stmt.query_row([imei.as_str()], |r| r.get(0))?)
 }
 
 /// One cached policy.

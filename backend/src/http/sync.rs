@@ -185,6 +185,16 @@ async fn push(
                 ));
                 continue;
             }
+            Prior::SeqTaken => {
+                // Nothing after it may overtake it: stop here, and the device
+                // numbers this row and the rest after `highest_applied_seq`.
+                results.push(rejected(
+                    e,
+                    ErrorCode::ClientSeqTaken,
+                    "this seq was used by another change from this device; number the queue after highest_applied_seq".into(),
+                ));
+                break;
+            }
             Prior::New => {}
         }
         if e.client_seq != expected {
@@ -258,19 +268,32 @@ struct PullQuery {
     limit: Option<i64>,
 }
 
-const CURSOR_VERSION: &str = "c1";
+/// `c2.<epoch>.<position>.<tag>`: `c1` cursors (no tag) resync once.
+const CURSOR_VERSION: &str = "c2";
 
-fn parse_cursor(cursor: Option<&str>, epoch: &str) -> Option<i64> {
+/// A cursor's position and that position's tag; `(0, 0)` for none.
+fn parse_cursor(cursor: Option<&str>, epoch: &str) -> Option<(i64, i64)> {
     let Some(c) = cursor.filter(|c| !c.is_empty()) else {
-        return Some(0);
+        return Some((0, 0));
     };
     let mut parts = c.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(CURSOR_VERSION), Some(e), Some(seq), None) if e == epoch => {
-            seq.parse().ok().filter(|s: &i64| *s >= 0)
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(CURSOR_VERSION), Some(e), Some(seq), Some(tag), None) if e == epoch => {
+            let seq = seq.parse().ok().filter(|s: &i64| *s >= 0)?;
+            Some((seq, tag.parse().ok()?))
         }
         _ => None,
     }
+}
+
+fn cursor(epoch: &str, seq: i64, tag: i64) -> String {
+    format!("{CURSOR_VERSION}.{epoch}.{seq}.{tag}")
 }
 
 /// Pull the caller's view of what changed since the cursor.
@@ -284,10 +307,17 @@ async fn pull(
     let user = caller.user()?.clone();
     let epoch = state.store.feed_epoch().await?;
     let applied = highest(state.store.reader(), &user.device_id).await? as u64;
-    let Some(after) = parse_cursor(q.cursor.as_deref(), &epoch) else {
+    // A position that no longer holds its tag was written again after a
+    // restore from a backup: the changes between are unknown to the device.
+    let valid = match parse_cursor(q.cursor.as_deref(), &epoch) {
+        Some((0, _)) => Some((0, 0)),
+        Some((seq, tag)) => (state.store.feed_tag(seq).await? == Some(tag)).then_some((seq, tag)),
+        None => None,
+    };
+    let Some((after, after_tag)) = valid else {
         return Ok(Json(PullResponse {
             changes: vec![],
-            cursor: format!("{CURSOR_VERSION}.{epoch}.0"),
+            cursor: cursor(&epoch, 0, 0),
             has_more: true,
             highest_applied_seq: applied,
             resync: true,
@@ -298,7 +328,7 @@ async fn pull(
     let mut rows = state.store.feed(scope_of(&user), after, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = rows.last().map_or(after, |r| r.seq);
+    let (next, next_tag) = rows.last().map_or((after, after_tag), |r| (r.seq, r.tag));
     // The latest state of each entity once, in the order of its last change.
     let mut last: HashMap<(Entity, String), i64> = HashMap::new();
     for r in &rows {
@@ -374,7 +404,7 @@ async fn pull(
     }
     Ok(Json(PullResponse {
         changes,
-        cursor: format!("{CURSOR_VERSION}.{epoch}.{next}"),
+        cursor: cursor(&epoch, next, next_tag),
         has_more,
         highest_applied_seq: applied,
         resync: false,

@@ -37,24 +37,33 @@ pub async fn append(
     }
     let sql = match entity {
         Entity::Policy => {
-            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at) \
-             SELECT 'policy', id, customer_id, partner_id, NULL, $2 FROM policies WHERE id = $1"
+            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at, tag) \
+             SELECT 'policy', id, customer_id, partner_id, NULL, $2, $3 FROM policies WHERE id = $1"
         }
         Entity::Claim => {
-            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at) \
-             SELECT 'claim', id, customer_id, partner_id, technician_id, $2 FROM claims WHERE id = $1"
+            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at, tag) \
+             SELECT 'claim', id, customer_id, partner_id, technician_id, $2, $3 FROM claims WHERE id = $1"
         }
         Entity::Voucher => {
-            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at) \
-             SELECT 'voucher', id, customer_id, NULL, NULL, $2 FROM vouchers WHERE id = $1"
+            "INSERT INTO changes (entity, entity_id, customer_id, partner_id, technician_id, at, tag) \
+             SELECT 'voucher', id, customer_id, NULL, NULL, $2, $3 FROM vouchers WHERE id = $1"
         }
     };
     sqlx::query(sql)
         .bind(id.to_string())
         .bind(ms(at))
+        .bind(new_tag())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A random tag for a new feed position (see migration 0004).
+fn new_tag() -> i64 {
+    // The low half of a UUIDv7 is its random part (62 bits past the variant).
+    let (_, random) = uuid::Uuid::now_v7().as_u64_pair();
+    // Never 0, the tag of positions written before the tags existed.
+    (random >> 1) as i64 | 1
 }
 
 /// One row of the feed.
@@ -66,13 +75,15 @@ pub struct FeedRow {
     pub entity: Entity,
     /// Its id.
     pub entity_id: String,
+    /// The position's tag (see migration 0004).
+    pub tag: i64,
 }
 
 impl Store {
     /// Feed rows after `after` in the caller's scope, oldest first.
     pub async fn feed(&self, scope: Scope, after: i64, limit: i64) -> Result<Vec<FeedRow>> {
         let rows = sqlx::query(
-            "SELECT seq, entity, entity_id FROM changes WHERE seq > $1 \
+            "SELECT seq, entity, entity_id, tag FROM changes WHERE seq > $1 \
              AND (CAST($2 AS TEXT) IS NULL OR customer_id = $2) AND (CAST($3 AS TEXT) IS NULL OR partner_id = $3) \
              AND (CAST($4 AS TEXT) IS NULL OR technician_id = $4) ORDER BY seq LIMIT $5",
         )
@@ -95,9 +106,18 @@ impl Store {
                 seq: get(&r, "seq")?,
                 entity,
                 entity_id: get(&r, "entity_id")?,
+                tag: get(&r, "tag")?,
             });
         }
         Ok(out)
+    }
+
+    /// The tag of feed position `seq`, if the position exists.
+    pub async fn feed_tag(&self, seq: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT tag FROM changes WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(self.reader())
+            .await?)
     }
 
     /// This database's feed epoch, made on first use.

@@ -21,8 +21,10 @@ pub enum Prior {
         /// The rejection message.
         message: Option<String>,
     },
-    /// The seq or the mutation id was used with another payload.
+    /// The mutation id was used with another payload or another seq.
     Conflict,
+    /// The seq was used by another mutation of this device.
+    SeqTaken,
 }
 
 /// Claims the device for the user (first push) and locks its row for this
@@ -75,12 +77,22 @@ pub async fn prior(
     .bind(mutation_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
-    let Some(r) = r.first() else {
-        return Ok(Prior::New);
+    let mut ours = None;
+    for row in &r {
+        if get::<String>(row, "mutation_id")? == mutation_id {
+            ours = Some(row);
+        }
+    }
+    let Some(r) = ours else {
+        // Only the seq is known, from another mutation: a device restored
+        // from an older copy of itself numbers new work from its old count.
+        return Ok(if r.is_empty() {
+            Prior::New
+        } else {
+            Prior::SeqTaken
+        });
     };
-    let same = get::<i64>(r, "client_seq")? == seq
-        && get::<String>(r, "mutation_id")? == mutation_id
-        && get::<Vec<u8>>(r, "payload_hash")? == hash;
+    let same = get::<i64>(r, "client_seq")? == seq && get::<Vec<u8>>(r, "payload_hash")? == hash;
     if !same {
         return Ok(Prior::Conflict);
     }

@@ -114,6 +114,11 @@ error_codes! {
     VoucherExpired => "voucher_expired",
     /// A sync mutation reused a seq or id with a different payload.
     MutationConflict => "mutation_conflict",
+    /// A sync mutation came with a seq the server has from another mutation
+    /// of the same device (the device was restored from an older copy of
+    /// itself); the device numbers its queue again after the server's
+    /// highest seq and sends it again.
+    ClientSeqTaken => "client_seq_taken",
     /// The device belongs to another user; sign in again on this device.
     DeviceMismatch => "device_mismatch",
     /// Something failed on the server; the request id lets support find it.
