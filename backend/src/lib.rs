@@ -63,6 +63,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.serve.abort();
         self.worker.abort();
+        // Write what the audit writer holds, then give the database its
+        // connections back (a stopped server must not hold them until the
+        // pool's idle timeout: PostgreSQL has a connection limit).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let store = self.state.store.clone();
+            rt.spawn(async move {
+                store.flush_audit().await;
+                store.close().await;
+            });
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use super::keys::RowCipher;
 use super::policies::Scope;
 use super::{
-    AuditRecord, Result, Store, StoreError, from_ms, get, ms, parse, parse_opt, unwire, unwire_opt,
-    wire,
+    AuditRecord, Result, Store, StoreError, from_ms, get, ms, parse, parse_opt, row::Columns,
+    unwire, unwire_opt, wire,
 };
 use crate::crypto::Keyring;
 
@@ -117,7 +117,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn decode(keys: &Keyring, r: &AnyRow) -> Result<Claim> {
+fn decode(keys: &Keyring, r: &(impl Columns + ?Sized)) -> Result<Claim> {
     let id: String = get(r, "id")?;
     let c = RowCipher::open(keys, "claims", &id, get(r, "dek")?)?;
     Ok(Claim {
@@ -192,7 +192,15 @@ impl Store {
 
     /// One claim: one query, two fields decrypted.
     pub async fn claim(&self, keys: &Keyring, id: &ClaimId) -> Result<Option<Claim>> {
-        claim_in(self.reader(), keys, id).await
+        let lite = self.lite_read(|c| {
+            let mut stmt = c.prepare_cached("SELECT * FROM claims WHERE id = ?1")?;
+            let mut rows = stmt.query([id.to_string()])?;
+            rows.next()?.map(|r| decode(keys, r)).transpose()
+        });
+        match lite {
+            Some(found) => found,
+            None => claim_in(self.reader(), keys, id).await,
+        }
     }
 
     /// Claims in scope, optionally in one state, oldest first (a queue).

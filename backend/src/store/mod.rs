@@ -18,10 +18,12 @@ pub mod bot;
 pub mod changes;
 pub mod claims;
 pub mod keys;
+mod lite;
 pub mod notifications;
 pub mod otps;
 pub mod partners;
 pub mod policies;
+mod row;
 pub mod sessions;
 pub mod sync;
 pub mod users;
@@ -40,12 +42,13 @@ pub use users::UserRow;
 pub use vouchers::RedeemOutcome;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, AssertSqlSafe};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::config::DatabaseUrl;
+use row::{Column, Columns};
 
 /// Which database is behind the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read on the SQLite point-read path failed.
+    #[error("database: {0}")]
+    Sqlite(rusqlite::Error),
     /// A stored value does not decode (corruption or a bug).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -80,6 +86,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     dialect: Dialect,
+    /// SQLite only: the point-read path (see [`lite`]).
+    lite: Option<std::sync::Arc<lite::LiteReaders>>,
     audit_tx: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<audit::AuditMsg>>>,
 }
 
@@ -90,6 +98,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_sync.sql")),
     (3, include_str!("../../migrations/0003_bot.sql")),
+    (4, include_str!("../../migrations/0004_feed_tag.sql")),
 ];
 
 impl Store {
@@ -109,6 +118,7 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     dialect: Dialect::Postgres,
+                    lite: None,
                     audit_tx: Default::default(),
                 }
             }
@@ -141,6 +151,7 @@ impl Store {
             read,
             write,
             dialect: Dialect::Sqlite,
+            lite: Some(std::sync::Arc::new(lite::LiteReaders::new(path))),
             audit_tx: Default::default(),
         })
     }
@@ -148,6 +159,12 @@ impl Store {
     /// The database behind the store.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Closes the connection pools (waits for lent connections to return).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
     }
 
     /// True when the database answers.
@@ -158,6 +175,15 @@ impl Store {
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(self.write.begin().await?)
+    }
+
+    /// Runs a read on the SQLite point-read path; `None` on PostgreSQL or
+    /// when that path is busy, and the caller reads through sqlx.
+    pub(crate) fn lite_read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        self.lite.as_ref()?.with(f)
     }
 
     /// The read pool (for checks made before a write transaction begins).
@@ -247,11 +273,8 @@ pub(crate) fn from_day(s: &str) -> Result<NaiveDate> {
         .map_err(|_| StoreError::Corrupt(format!("bad date {s}")))
 }
 
-pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    Ok(row.try_get(col)?)
+pub(crate) fn get<T: Column>(row: &(impl Columns + ?Sized), col: &str) -> Result<T> {
+    row.column(col)
 }
 
 /// An enum's wire name (its serde spelling), for TEXT columns.
@@ -263,18 +286,21 @@ pub(crate) fn wire<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// Reads an enum stored by [`wire`].
-pub(crate) fn unwire<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
-    let s: String = row.try_get(col)?;
+pub(crate) fn unwire<T: serde::de::DeserializeOwned>(
+    row: &(impl Columns + ?Sized),
+    col: &str,
+) -> Result<T> {
+    let s: String = row.column(col)?;
     serde_json::from_value(serde_json::Value::String(s.clone()))
         .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
 }
 
 /// Reads an optional enum stored by [`wire`].
 pub(crate) fn unwire_opt<T: serde::de::DeserializeOwned>(
-    row: &AnyRow,
+    row: &(impl Columns + ?Sized),
     col: &str,
 ) -> Result<Option<T>> {
-    let s: Option<String> = row.try_get(col)?;
+    let s: Option<String> = row.column(col)?;
     s.map(|s| {
         serde_json::from_value(serde_json::Value::String(s.clone()))
             .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
@@ -282,14 +308,17 @@ pub(crate) fn unwire_opt<T: serde::de::DeserializeOwned>(
     .transpose()
 }
 
-pub(crate) fn parse<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T> {
-    let s: String = row.try_get(col)?;
+pub(crate) fn parse<T: std::str::FromStr>(row: &(impl Columns + ?Sized), col: &str) -> Result<T> {
+    let s: String = row.column(col)?;
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
 }
 
-pub(crate) fn parse_opt<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<Option<T>> {
-    let s: Option<String> = row.try_get(col)?;
+pub(crate) fn parse_opt<T: std::str::FromStr>(
+    row: &(impl Columns + ?Sized),
+    col: &str,
+) -> Result<Option<T>> {
+    let s: Option<String> = row.column(col)?;
     s.map(|s| {
         s.parse()
             .map_err(|_| StoreError::Corrupt(format!("column {col} holds {s:?}")))
