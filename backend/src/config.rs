@@ -30,6 +30,46 @@ impl PartialEq for DatabaseUrl {
     }
 }
 
+/// Where blobs (photos, documents) are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectStoreUrl {
+    /// A local folder (the default: `<data_dir>/objects`).
+    Local(PathBuf),
+    /// An S3 bucket and key prefix (`s3://bucket/prefix`); credentials and
+    /// region come from the usual `AWS_*` environment.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix (may be empty).
+        prefix: String,
+    },
+}
+
+impl ObjectStoreUrl {
+    /// Parses `s3://bucket[/prefix]`, `file:///path` or a plain path.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(ConfigError(
+                    "object_store_url s3://BUCKET/PREFIX needs a bucket".into(),
+                ));
+            }
+            return Ok(ObjectStoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        let path = s.strip_prefix("file://").unwrap_or(s);
+        if path.is_empty() || s.contains("://") && !s.starts_with("file://") {
+            return Err(ConfigError(
+                "object_store_url must be s3://BUCKET/PREFIX, file:///PATH or a folder".into(),
+            ));
+        }
+        Ok(ObjectStoreUrl::Local(PathBuf::from(path)))
+    }
+}
+
 /// The validated settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -60,6 +100,12 @@ pub struct Settings {
     /// The secret the SMS gateway signs inbound-SMS webhooks with; the
     /// webhook answers 503 while it is unset.
     pub sms_webhook_secret: Option<secrecy::SecretString>,
+    /// Where blobs go.
+    pub object_store: ObjectStoreUrl,
+    /// The largest blob an upload may announce (`Tus-Max-Size`).
+    pub upload_max_bytes: u64,
+    /// How long an unfinished upload is kept after its last chunk.
+    pub upload_ttl: Duration,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -92,6 +138,12 @@ pub struct Layer {
     pub ip_sign_in_per_hour: Option<u32>,
     /// `sms_webhook_secret`.
     pub sms_webhook_secret: Option<String>,
+    /// `object_store_url`.
+    pub object_store_url: Option<String>,
+    /// `upload_max_bytes`.
+    pub upload_max_bytes: Option<u64>,
+    /// `upload_ttl_seconds`.
+    pub upload_ttl_seconds: Option<u64>,
 }
 
 impl Layer {
@@ -124,6 +176,9 @@ impl Layer {
             ip_otp_per_hour: num("IP_OTP_PER_HOUR")?.map(|v| v as u32),
             ip_sign_in_per_hour: num("IP_SIGN_IN_PER_HOUR")?.map(|v| v as u32),
             sms_webhook_secret: var("SMS_WEBHOOK_SECRET"),
+            object_store_url: var("OBJECT_STORE_URL"),
+            upload_max_bytes: num("UPLOAD_MAX_BYTES")?,
+            upload_ttl_seconds: num("UPLOAD_TTL_SECONDS")?,
         })
     }
 
@@ -150,6 +205,9 @@ impl Layer {
             ip_otp_per_hour: other.ip_otp_per_hour.or(self.ip_otp_per_hour),
             ip_sign_in_per_hour: other.ip_sign_in_per_hour.or(self.ip_sign_in_per_hour),
             sms_webhook_secret: other.sms_webhook_secret.or(self.sms_webhook_secret),
+            object_store_url: other.object_store_url.or(self.object_store_url),
+            upload_max_bytes: other.upload_max_bytes.or(self.upload_max_bytes),
+            upload_ttl_seconds: other.upload_ttl_seconds.or(self.upload_ttl_seconds),
         }
     }
 
@@ -193,7 +251,26 @@ impl Layer {
                 "body_limit_bytes must be between 1 KiB and 16 MiB".into(),
             ));
         }
+        let object_store = match &self.object_store_url {
+            Some(u) => ObjectStoreUrl::parse(u)?,
+            None => ObjectStoreUrl::Local(data_dir.join("objects")),
+        };
+        let upload_max_bytes = self.upload_max_bytes.unwrap_or(64 * 1024 * 1024);
+        if !(1024..=1024 * 1024 * 1024).contains(&upload_max_bytes) {
+            return Err(ConfigError(
+                "upload_max_bytes must be between 1 KiB and 1 GiB".into(),
+            ));
+        }
+        let upload_ttl = self.upload_ttl_seconds.unwrap_or(24 * 3600);
+        if !(60..=30 * 24 * 3600).contains(&upload_ttl) {
+            return Err(ConfigError(
+                "upload_ttl_seconds must be between 60 and 2592000 (30 days)".into(),
+            ));
+        }
         Ok(Settings {
+            object_store,
+            upload_max_bytes,
+            upload_ttl: Duration::from_secs(upload_ttl),
             listen,
             master_key_file: self
                 .master_key_file
@@ -249,6 +326,9 @@ fn unreachable_defaults() -> Settings {
         ip_otp_per_hour: 30,
         ip_sign_in_per_hour: 60,
         sms_webhook_secret: None,
+        object_store: ObjectStoreUrl::Local(PathBuf::from("./data/objects")),
+        upload_max_bytes: 64 * 1024 * 1024,
+        upload_ttl: Duration::from_secs(24 * 3600),
     }
 }
 
@@ -298,6 +378,30 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn object_store_urls() {
+        let s = Layer {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.object_store, ObjectStoreUrl::Local("/d/objects".into()));
+        assert_eq!(
+            ObjectStoreUrl::parse("s3://bucket/a/b/").unwrap(),
+            ObjectStoreUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert!(ObjectStoreUrl::parse("s3://").is_err());
+        assert!(ObjectStoreUrl::parse("gs://x").is_err());
+        assert_eq!(
+            ObjectStoreUrl::parse("file:///srv/objects").unwrap(),
+            ObjectStoreUrl::Local("/srv/objects".into())
+        );
     }
 
     #[test]

@@ -31,9 +31,26 @@ pub enum ApiError {
     /// The body is too large (413).
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A precondition header is missing or unsupported (412).
+    #[error("{1}")]
+    PreconditionFailed(ErrorCode, String),
+    /// The body is not of a type the endpoint accepts (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The thing existed but is gone for good (410).
+    #[error("{1}")]
+    Gone(ErrorCode, String),
+    /// An upload chunk does not match its checksum (460, tus checksum extension).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// Anything else (500); the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// tus 1.0's "460 Checksum Mismatch" (checksum extension).
+pub fn checksum_mismatch_status() -> StatusCode {
+    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// Handler result.
@@ -60,6 +77,10 @@ impl ApiError {
             ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed(..) => StatusCode::PRECONDITION_FAILED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Gone(..) => StatusCode::GONE,
+            ApiError::ChecksumMismatch(_) => checksum_mismatch_status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,7 +90,11 @@ impl ApiError {
         match self {
             ApiError::Invalid(c, _)
             | ApiError::Unauthenticated(c, _)
+            | ApiError::PreconditionFailed(c, _)
+            | ApiError::Gone(c, _)
             | ApiError::Conflict(c, _, _) => *c,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
             ApiError::TooMany(c, _, _) => *c,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::NotFound => ErrorCode::NotFound,
@@ -127,7 +152,13 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem {
             kind: format!("urn:glassguard:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("error").to_string(),
+            title: status
+                .canonical_reason()
+                .unwrap_or(match status.as_u16() {
+                    460 => "Checksum Mismatch",
+                    _ => "error",
+                })
+                .to_string(),
             status: status.as_u16(),
             code,
             detail,

@@ -6,7 +6,8 @@
 //! [`authz::Authorizer`]; business rules come from the plan catalog
 //! ([`plans`]); storage ([`store`]) encrypts PII with keys from [`crypto`]
 //! and writes each change together with its audit entry and its outbox
-//! notification; the [`notifier`] drains the outbox.
+//! notification; the [`notifier`] drains the outbox. Photos and documents
+//! arrive over tus ([`uploads`]) into the object store.
 //!
 //! [`launch_with_listener`] starts the whole server on a given listener; the
 //! binary and the tests both use it.
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod notifier;
 pub mod plans;
 pub mod store;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -108,7 +110,9 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
         None => plans::Catalog::parse(plans::EMBEDDED_CATALOG),
     }
     .context("the plan catalog is invalid")?;
+    let blobs = uploads::Blobs::open(&settings).context("cannot open the object store")?;
     Ok(AppState {
+        blobs,
         store,
         keys,
         authz,

@@ -101,11 +101,19 @@ pub enum Action {
     BotMessage,
     /// `bot.sms`: Deliver an inbound SMS to the text bot (the SMS gateway's webhook; its HMAC signature is the credential).
     BotSms,
+    /// `upload.claim_photo`: Upload and attach a photo of the damage to a claim.
+    UploadClaimPhoto,
+    /// `upload.job_photo`: Upload and attach a photo of a technician's work to a job (its claim).
+    UploadJobPhoto,
+    /// `upload.document`: Upload and attach a document to a claim.
+    UploadDocument,
+    /// `upload.sale_photo`: Upload and attach the screen pre-inspection photo of a sale (its policy).
+    UploadSalePhoto,
 }
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 45] = [
+    pub const ALL: [Action; 49] = [
         Action::OtpRequest,
         Action::SessionCreate,
         Action::SessionRefresh,
@@ -151,6 +159,10 @@ impl Action {
         Action::VoucherRead,
         Action::BotMessage,
         Action::BotSms,
+        Action::UploadClaimPhoto,
+        Action::UploadJobPhoto,
+        Action::UploadDocument,
+        Action::UploadSalePhoto,
     ];
 
     /// The Cedar action id, e.g. `claim.read` for `Action::"claim.read"`.
@@ -201,6 +213,10 @@ impl Action {
             Action::VoucherRead => "voucher.read",
             Action::BotMessage => "bot.message",
             Action::BotSms => "bot.sms",
+            Action::UploadClaimPhoto => "upload.claim_photo",
+            Action::UploadJobPhoto => "upload.job_photo",
+            Action::UploadDocument => "upload.document",
+            Action::UploadSalePhoto => "upload.sale_photo",
         }
     }
 

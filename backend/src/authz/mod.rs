@@ -115,6 +115,10 @@ const EMBEDDED_POLICIES: &[(&str, &str)] = &[
         "technicians.cedar",
         include_str!("../../../assets/policies/technicians.cedar"),
     ),
+    (
+        "uploads.cedar",
+        include_str!("../../../assets/policies/uploads.cedar"),
+    ),
 ];
 
 /// The id of the single `Anonymous` entity.

@@ -7,6 +7,7 @@
 //! writer; the caller's transaction is it). Steps that must commit on their
 //! own, like consuming an OTP, happen before the caller begins.
 
+pub mod attachments;
 pub mod claims;
 pub mod sales;
 

@@ -15,6 +15,7 @@ mod partners;
 mod plans;
 mod sales;
 mod sync;
+mod uploads;
 mod users;
 mod vouchers;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     pub sessions: Arc<DashMap<[u8; 32], (AuthedUser, Instant)>>,
     /// Per-IP counters for the sign-in endpoints.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// Blobs: the object store and unfinished uploads.
+    pub blobs: crate::uploads::Blobs,
 }
 
 impl AppState {
@@ -133,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(bot::router())
         .merge(sync::router())
+        .merge(uploads::router())
         .split_for_parts();
     let api = Arc::new(api);
     let body_limit = state.settings.body_limit_bytes;

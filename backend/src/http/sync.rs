@@ -86,6 +86,7 @@ async fn apply(
             commands::claims::transition(state, caller, *claim_id, request, conn).await
         }
         Command::RecordJobOutcome(o) => commands::claims::job_outcome(state, caller, o, conn).await,
+        Command::AttachBlob(a) => commands::attachments::attach(state, caller, a, conn).await,
     }
 }
 

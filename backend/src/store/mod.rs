@@ -10,7 +10,7 @@
 //! write pool (no `SQLITE_BUSY` on lock upgrade) beside a read pool; on
 //! PostgreSQL both are the same pool. Domain methods live in one file per
 //! noun (`partners`, `users`, `otps`, `sessions`, `policies`, `claims`,
-//! `vouchers`, `notifications`, `audit`); they take the keyring where a row
+//! `vouchers`, `notifications`, `audit`, `uploads`); they take the keyring where a row
 //! holds PII, so no plaintext PII reaches the database.
 
 pub mod audit;
@@ -26,6 +26,7 @@ pub mod policies;
 mod row;
 pub mod sessions;
 pub mod sync;
+pub mod uploads;
 pub mod users;
 pub mod vouchers;
 
@@ -99,6 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_sync.sql")),
     (3, include_str!("../../migrations/0003_bot.sql")),
     (4, include_str!("../../migrations/0004_feed_tag.sql")),
+    (5, include_str!("../../migrations/0005_uploads.sql")),
 ];
 
 impl Store {

@@ -50,6 +50,10 @@ const HEADER: &str = "method\tpath\taction_note\tanonymous\tcustomer\tother_cust
 
 const TRANSITIONS: &str = "/v1/claims/{id}/transitions";
 
+/// The tus endpoints: called with tus headers (see `World::tus`).
+const UPLOADS: &str = "/v1/uploads";
+const UPLOAD: &str = "/v1/uploads/{id}";
+
 /// The inbound-SMS webhook: authenticated by the gateway's signature, so
 /// every caller's call is signed (see `World::signed_sms`).
 const BOT_SMS: &str = "/v1/bot/sms";
@@ -143,8 +147,16 @@ impl Row {
         matches!(
             (self.method.as_str(), self.route()),
             ("POST", "/v1/claims" | TRANSITIONS | "/v1/vouchers/redeem")
+                | ("PATCH" | "DELETE", UPLOAD)
         )
     }
+}
+
+/// The JSON recipe of a claim photo upload (turned into tus headers by `World::tus`).
+fn upload_body(claim: &str, bytes: &[u8]) -> Value {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    json!({"kind": "claim_photo", "target": claim, "sha256": hex, "length": bytes.len()})
 }
 
 fn parse_table() -> Vec<Row> {
@@ -245,6 +257,8 @@ struct World {
     view_policy: String,
     /// Per row: the current target (a policy, claim or voucher code).
     targets: HashMap<String, String>,
+    /// The bytes of each upload the customer created (by upload id).
+    upload_blobs: HashMap<String, Vec<u8>>,
 }
 
 impl World {
@@ -281,7 +295,84 @@ impl World {
         if path == BOT_SMS {
             return self.signed_sms(token.as_deref(), body).await;
         }
+        if path.starts_with(UPLOADS) {
+            return self.tus(method, path, token.as_deref(), body).await;
+        }
         self.app.call(method, path, token.as_deref(), body).await
+    }
+
+    /// A tus request: `Tus-Resumable` always; a creation's JSON recipe
+    /// (`kind`, `target`, `sha256`, `length`) becomes `Upload-Length` and
+    /// `Upload-Metadata`; a PATCH sends the upload's whole blob from 0.
+    async fn tus(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        use base64::Engine;
+        let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.encode(text(v));
+        let mut req = self
+            .app
+            .http
+            .request(method.clone(), format!("{}{path}", self.app.base))
+            .header("tus-resumable", "1.0.0");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if method == Method::POST
+            && let Some(b) = &body
+        {
+            req = req.header("upload-length", b["length"].to_string()).header(
+                "upload-metadata",
+                format!(
+                    "sha256 {},kind {},target {}",
+                    b64(&b["sha256"]),
+                    b64(&b["kind"]),
+                    b64(&b["target"])
+                ),
+            );
+        }
+        if method == Method::PATCH {
+            let id = path.rsplit('/').next().unwrap_or_default();
+            let bytes = self.upload_blobs.get(id).cloned().unwrap_or_default();
+            req = req
+                .header("content-type", "application/offset+octet-stream")
+                .header("upload-offset", "0")
+                .body(bytes);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.unwrap_or_default();
+        match location {
+            Some(l) => (status, json!({ "location": l })),
+            None => (status, serde_json::from_str(&text).unwrap_or(Value::Null)),
+        }
+    }
+
+    /// A new upload of a blob of its own, created by the customer for the
+    /// claim they can see: its id.
+    async fn customer_upload(&mut self) -> String {
+        let n = self.next();
+        let bytes = format!("matrix blob {n}").into_bytes();
+        let body = upload_body(&self.view_claim, &bytes);
+        let (s, b) = self
+            .call(Who::Customer, Method::POST, UPLOADS, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let id = text(&b["location"])
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.upload_blobs.insert(id.clone(), bytes);
+        id
     }
 
     /// The SMS gateway's webhook, signed as the gateway signs it (with the
@@ -588,6 +679,7 @@ impl World {
         }
         let t = match row.route() {
             "/v1/claims" => self.claimable_policy().await,
+            UPLOAD => self.customer_upload().await,
             TRANSITIONS => {
                 self.claim_in(
                     row.action()
@@ -710,6 +802,16 @@ impl World {
                 let claim = self.target(row).await;
                 (on(&claim), Some(self.transition_body(action, from)))
             }
+            ("OPTIONS", UPLOADS) => (route, None),
+            ("POST", UPLOADS) => {
+                let n = self.next();
+                let bytes = format!("matrix create {n}").into_bytes();
+                (route, Some(upload_body(&self.view_claim, &bytes)))
+            }
+            ("HEAD" | "PATCH" | "DELETE", UPLOAD) => {
+                let id = self.target(row).await;
+                (on(&id), None)
+            }
             ("POST", "/v1/vouchers/redeem/otp") => {
                 let code = self.target(row).await;
                 (route, Some(json!({"code": code})))
@@ -765,6 +867,7 @@ impl World {
             view_claim: String::new(),
             view_policy: String::new(),
             targets: HashMap::new(),
+            upload_blobs: HashMap::new(),
         };
         w.app.seed_user(ADMIN, Role::Admin, "Asha Admin").await;
         let admin = w.sign_in(ADMIN).await;

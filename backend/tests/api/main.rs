@@ -9,3 +9,4 @@ mod pii;
 mod refusals;
 mod story;
 mod sync;
+mod uploads;

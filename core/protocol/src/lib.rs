@@ -18,6 +18,7 @@
 //! - [`problem`]: stable error codes and the RFC 9457 problem body.
 //! - [`api`]: request and response bodies of the HTTP API under `/v1`.
 //! - [`sync`]: the outbox push / pull contract between devices and the server.
+//! - [`uploads`]: blobs named by their SHA-256, their kinds, and attaching them.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod phone;
 pub mod problem;
 pub mod roles;
 pub mod sync;
+pub mod uploads;
 
 pub use claims::{ClaimAction, ClaimState, Resolution, TransitionError};
 pub use gstin::Gstin;

@@ -121,6 +121,22 @@ error_codes! {
     ClientSeqTaken => "client_seq_taken",
     /// The device belongs to another user; sign in again on this device.
     DeviceMismatch => "device_mismatch",
+    /// A request to the upload endpoints did not say `Tus-Resumable: 1.0.0`.
+    TusVersionUnsupported => "tus_version_unsupported",
+    /// An upload chunk was not sent as `application/offset+octet-stream`.
+    UnsupportedMediaType => "unsupported_media_type",
+    /// An upload chunk started at another offset than the server has; ask
+    /// with HEAD and send from there.
+    UploadOffsetMismatch => "upload_offset_mismatch",
+    /// An upload chunk does not match its `Upload-Checksum`; it was discarded.
+    ChecksumMismatch => "checksum_mismatch",
+    /// The upload expired before it was finished; start a new one.
+    UploadExpired => "upload_expired",
+    /// The whole uploaded blob does not hash to the name it was uploaded
+    /// under; it was discarded.
+    BlobHashMismatch => "blob_hash_mismatch",
+    /// The blob to attach has not been completely uploaded by this user.
+    BlobNotUploaded => "blob_not_uploaded",
     /// Something failed on the server; the request id lets support find it.
     Internal => "internal",
     /// A dependency is unavailable; retry later.

@@ -23,6 +23,7 @@ use crate::api::{Claim, ClaimCreate, ClaimTransitionRequest, Job, Policy, Vouche
 use crate::claims::Resolution;
 use crate::ids::{ClaimId, PolicyId};
 use crate::problem::ErrorCode;
+use crate::uploads::Attachment;
 use crate::{Imei, Money, PhoneNumber};
 
 /// A sale recorded at the counter, possibly with the network off. When the
@@ -94,6 +95,8 @@ pub enum Command {
     },
     /// A technician's outcome.
     RecordJobOutcome(JobOutcome),
+    /// Attach a blob whose upload the server has confirmed.
+    AttachBlob(Attachment),
 }
 
 impl Command {
@@ -104,6 +107,7 @@ impl Command {
             Command::CreateClaim(_) => "create_claim",
             Command::RequestTransition { .. } => "request_transition",
             Command::RecordJobOutcome(_) => "record_job_outcome",
+            Command::AttachBlob(_) => "attach_blob",
         }
     }
 }
