@@ -170,6 +170,70 @@ impl Client {
     }
 }
 
+/// The headers of a 2xx answer to a [`Client::raw`] request.
+#[derive(Debug)]
+pub(crate) struct RawAnswer {
+    /// The headers.
+    pub(crate) headers: HeaderMap,
+}
+
+impl RawAnswer {
+    /// A header as text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Client {
+    /// Resolves a path or a `Location` against the server URL.
+    pub(crate) fn url(&self, location: &str) -> Result<Url> {
+        let joined = if location.starts_with('/') || location.contains("://") {
+            self.base.join(location)
+        } else {
+            self.base.join(location.trim_start_matches('/'))
+        };
+        joined.map_err(|e| Error::Protocol(format!("location {location:?}: {e}")))
+    }
+
+    /// Sends one request with extra headers and raw bytes (the tus upload
+    /// requests); a non-2xx answer is an error, as with [`Client::send`].
+    #[tracing::instrument(skip_all, fields(%method, request_id))]
+    pub(crate) async fn raw(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+        trace: &Trace,
+    ) -> Result<RawAnswer> {
+        let request_id = Uuid::now_v7().to_string();
+        tracing::Span::current().record("request_id", request_id.as_str());
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("x-request-id", &request_id)
+            .header("traceparent", trace.traceparent());
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = req.send().await.map_err(network)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(network)?;
+        if status.is_success() {
+            return Ok(RawAnswer { headers });
+        }
+        Err(refusal(status, &headers, &bytes, request_id))
+    }
+}
+
 fn to_json<B: Serialize>(b: &B) -> Result<Vec<u8>> {
     serde_json::to_vec(b).map_err(|e| Error::Internal(format!("encoding a request: {e}")))
 }

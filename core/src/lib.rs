@@ -17,6 +17,8 @@
 //!       pull (opaque cursor)          ◀── server ◀── changes + cursor ──▶ cached view
 //!  UI ◀──queries── view (policies, claims, jobs, vouchers, plans, local records)
 //!  UI ◀──watch──── SyncStatus
+//!  UI ──queue_upload──▶ uploads table ──(each run, before the push)──▶ tus create / HEAD / PATCH
+//!                                     complete ──one transaction──▶ attach_blob outbox row
 //! ```
 //!
 //! Modules, by noun:
@@ -27,6 +29,7 @@
 //! - [`sync`]: the push / pull engine, triggers, backoff, status.
 //! - `session`: OTP sign-in, tokens, refresh.
 //! - `client` and [`tls`]: HTTP with request ids, trace context, gzip and key pinning.
+//! - [`uploads`]: blobs (sealed photos, documents) over tus, then the command that attaches them.
 //! - [`backoff`]: capped, jittered exponential delays.
 //! - [`error`]: the one error type.
 //!
@@ -45,6 +48,7 @@ mod session;
 mod store;
 pub mod sync;
 pub mod tls;
+pub mod uploads;
 mod view;
 
 use std::path::PathBuf;
@@ -66,6 +70,7 @@ pub use glassguard_protocol as protocol;
 pub use outbox::{OutboxRow, Rejection, RowState};
 pub use store::DbKey;
 pub use sync::{BackgroundOptions, SyncReport, SyncStatus};
+pub use uploads::{UploadState, UploadStatus, UploadTarget};
 pub use view::{Local, SyncMark};
 
 /// What the shell hands the core.
@@ -249,6 +254,28 @@ impl Core {
     /// away; a refused claim becomes an editable draft again.
     pub async fn dismiss_rejected(&self, client_seq: u64) -> Result<bool> {
         self.shared.dismiss_rejected(client_seq).await
+    }
+
+    // ---- uploads -------------------------------------------------------------
+
+    /// Queues a blob (a sealed photo or document at `path`, named by its
+    /// `sha256`) for upload to `target`. Each sync run sends pending uploads
+    /// before it pushes, resuming where the server's copy ends, and queues
+    /// the `attach_blob` command once the server has the whole blob. Fails
+    /// if the file is not the blob its name says.
+    pub async fn queue_upload(
+        &self,
+        path: PathBuf,
+        sha256: protocol::uploads::BlobHash,
+        target: UploadTarget,
+    ) -> Result<()> {
+        self.shared.queue_upload(path, sha256, target).await
+    }
+
+    /// Every upload this device knows, with its progress (bytes the server
+    /// confirmed of the blob's length), oldest first.
+    pub async fn uploads(&self) -> Result<Vec<UploadStatus>> {
+        self.shared.store.call(|c| uploads::statuses(c)).await
     }
 
     // ---- the view ----------------------------------------------------------

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Shared;
-use crate::client::{Body, Trace};
+use crate::client::{Body, RawAnswer, Trace};
 use crate::error::{Error, Result};
 use crate::store::{meta_get, meta_set};
 use crate::view;
@@ -192,6 +192,43 @@ impl Shared {
                 let access = self.refresh(&access, trace).await?;
                 self.client
                     .send(method, path, query, body, Some(&access), trace)
+                    .await
+                    .map_err(session_ended)
+            }
+            other => other.map_err(session_ended),
+        }
+    }
+
+    /// [`Shared::authed`] for a tus request: extra headers, raw bytes.
+    pub(crate) async fn authed_raw(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        trace: &Trace,
+    ) -> Result<RawAnswer> {
+        let (access, _) = self
+            .store
+            .call(|c| tokens(c))
+            .await?
+            .ok_or(Error::NotSignedIn)?;
+        let first = self
+            .client
+            .raw(
+                method.clone(),
+                url.clone(),
+                headers,
+                body.clone(),
+                Some(&access),
+                trace,
+            )
+            .await;
+        match first {
+            Err(e) if e.code() == Some(ErrorCode::TokenExpired) => {
+                let access = self.refresh(&access, trace).await?;
+                self.client
+                    .raw(method, url, headers, body, Some(&access), trace)
                     .await
                     .map_err(session_ended)
             }

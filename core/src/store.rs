@@ -108,6 +108,28 @@ const MIGRATIONS: &[&str] = &[
         WHERE kind = 'sale';
     CREATE INDEX policies_by_imei ON policies (json_extract(body, '$.imei'));
     "#,
+    // 3: resumable uploads of blobs (see `uploads`).
+    r#"
+    -- Blobs to send over tus, then attach: one row per (blob, kind, target).
+    -- `url` is the server's upload once created; `confirmed` the bytes the
+    -- server has acknowledged; `bytes_sent` all body bytes sent (to tell
+    -- how much went twice).
+    CREATE TABLE uploads (
+        sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        url TEXT,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'attached', 'failed')),
+        chunk_size INTEGER NOT NULL,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, kind, target_id)
+    ) STRICT;
+"#,
 ];
 
 /// The newest schema version this build knows.

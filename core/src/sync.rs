@@ -112,6 +112,8 @@ pub struct SyncReport {
     pub pulled: usize,
     /// The server asked for a resync and the view was rebuilt.
     pub resynced: bool,
+    /// Uploads completed (their attach commands queued) in this run.
+    pub uploaded: usize,
 }
 
 /// Settings of the background task.
@@ -271,7 +273,31 @@ impl Shared {
 
     async fn run_inner(&self, trace: &Trace) -> Result<SyncReport> {
         let mut report = SyncReport::default();
+        // Uploads first: an attach command is queued only once its blob is
+        // on the server. A failed upload does not hold back the push.
+        let mut upload_error = None;
+        let mut deferred = 0;
+        match self.upload_all(trace).await {
+            Ok(run) => {
+                report.uploaded += run.attached;
+                deferred = run.deferred;
+            }
+            Err(e) if !e.is_permanent() => upload_error = Some(e),
+            Err(e) => return Err(e),
+        }
         self.push_all(trace, &mut report).await?;
+        if deferred > 0 && report.applied > 0 && upload_error.is_none() {
+            // Their targets (claims, sales) may have just reached the server.
+            match self.upload_all(trace).await {
+                Ok(run) if run.attached > 0 => {
+                    report.uploaded += run.attached;
+                    self.push_all(trace, &mut report).await?;
+                }
+                Ok(_) => {}
+                Err(e) if !e.is_permanent() => upload_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
         if self.pull_all(trace, &mut report).await? > 0 {
             // The server had lost rows it acknowledged; they are queued again.
             self.push_all(trace, &mut report).await?;
@@ -290,7 +316,10 @@ impl Shared {
         if stale {
             self.refresh_plans(trace).await?;
         }
-        Ok(report)
+        match upload_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     async fn push_all(&self, trace: &Trace, report: &mut SyncReport) -> Result<()> {

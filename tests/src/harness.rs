@@ -954,3 +954,37 @@ pub fn sale(n: u64, customer: &str, purchased: NaiveDate) -> Result<OfflineSale>
         plan_id: "screen-1y".into(),
     })
 }
+
+/// A policy sold over the API by the shop's `staff` to `customer` (device
+/// number `n`), with the server's clock then moved past the waiting period.
+pub async fn sold_policy(b: &Backend, staff: &str, customer: &str, n: u64) -> Result<PolicyId> {
+    let staff_token = b.sign_in(staff).await?;
+    let mut s = sale(n, customer, b.today())?;
+    s.customer_otp = Some(b.otp(customer, OtpPurpose::SaleConsent).await?);
+    let policy = s.id;
+    b.post_ok("/v1/sales", Some(&staff_token), &serde_json::to_value(&s)?)
+        .await?;
+    b.clock.advance(chrono::Duration::days(10));
+    Ok(policy)
+}
+
+/// [`sold_policy`], and a claim filed on it by the customer over the API.
+/// Returns the customer's access token and the claim's id.
+pub async fn filed_claim(
+    b: &Backend,
+    staff: &str,
+    customer: &str,
+    n: u64,
+) -> Result<(String, glassguard_protocol::ClaimId)> {
+    let policy = sold_policy(b, staff, customer, n).await?;
+    let token = b.sign_in(customer).await?;
+    let claim = glassguard_protocol::ClaimId::new();
+    b.post_ok(
+        "/v1/claims",
+        Some(&token),
+        &json!({"id": claim, "policy_id": policy, "incident_at": b.now() - chrono::Duration::hours(2),
+                "narrative": "Dropped it on the bus steps"}),
+    )
+    .await?;
+    Ok((token, claim))
+}

@@ -19,6 +19,12 @@
 //! - [`Fault::Duplicate`]: send the same request bytes to the server a second
 //!   time on a fresh connection (before the original, or concurrently with
 //!   it), and discard that answer.
+//! - [`Fault::CutRequest`]: forward only the first `n` bytes of the request
+//!   (head and body), then close both sides: the link lost in the middle of
+//!   an upload. The server sees a body that ends early.
+//!
+//! A [`Link`] shapes every byte both ways to a bandwidth and adds a latency
+//! to each request (an emulated 2G link: [`Link::two_g`]).
 //!
 //! Which fault a request gets: offline beats everything; then the first
 //! scripted fault whose prefix matches the request line (`"POST
@@ -62,6 +68,50 @@ pub enum Fault {
     Cut(usize),
     /// Forward it, and send the same bytes to the server once more.
     Duplicate,
+    /// Forward only the first this many bytes of the request, then cut the
+    /// connection both ways.
+    CutRequest(usize),
+}
+
+/// A slow link: every byte, each way, at `bytes_per_second`; each request
+/// waits `latency` before it is forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Bandwidth, each way.
+    pub bytes_per_second: u64,
+    /// Added to each exchange.
+    pub latency: Duration,
+}
+
+impl Link {
+    /// A 2G link: 64 kbit/s, 300 ms.
+    pub fn two_g() -> Self {
+        Self {
+            bytes_per_second: 64_000 / 8,
+            latency: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Writes `bytes` at the link's pace (at once without a link).
+async fn paced_write(
+    w: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    link: Option<Link>,
+) -> std::io::Result<()> {
+    let Some(link) = link else {
+        return w.write_all(bytes).await;
+    };
+    let started = tokio::time::Instant::now();
+    let rate = link.bytes_per_second.max(1) as f64;
+    let mut sent = 0usize;
+    for slice in bytes.chunks(512) {
+        w.write_all(slice).await?;
+        sent += slice.len();
+        let due = started + Duration::from_secs_f64(sent as f64 / rate);
+        tokio::time::sleep_until(due).await;
+    }
+    Ok(())
 }
 
 /// Random faults: each request draws one, with these probabilities (the
@@ -133,6 +183,10 @@ pub struct Stats {
     pub cut: u64,
     /// Requests sent twice.
     pub duplicated: u64,
+    /// Requests cut short on their way to the server.
+    pub requests_cut: u64,
+    /// The full size (head and body) of the requests cut short.
+    pub request_bytes_cut: u64,
 }
 
 /// One request and its answer as the proxy carried them (kept while
@@ -162,6 +216,8 @@ struct Counters {
     delayed: AtomicU64,
     cut: AtomicU64,
     duplicated: AtomicU64,
+    requests_cut: AtomicU64,
+    request_bytes_cut: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -181,6 +237,8 @@ impl Counters {
             delayed: g(&self.delayed),
             cut: g(&self.cut),
             duplicated: g(&self.duplicated),
+            requests_cut: g(&self.requests_cut),
+            request_bytes_cut: g(&self.request_bytes_cut),
         }
     }
 
@@ -195,6 +253,8 @@ impl Counters {
             &self.delayed,
             &self.cut,
             &self.duplicated,
+            &self.requests_cut,
+            &self.request_bytes_cut,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -208,6 +268,7 @@ struct Plan {
     weather: Option<Weather>,
     scripted: VecDeque<(String, Fault)>,
     rng: StdRng,
+    link: Option<Link>,
 }
 
 #[derive(Debug)]
@@ -336,6 +397,7 @@ impl Proxy {
                 weather: None,
                 scripted: VecDeque::new(),
                 rng: StdRng::seed_from_u64(seed),
+                link: None,
             }),
             recording: AtomicBool::new(false),
             exchanges: Mutex::new(Vec::new()),
@@ -372,6 +434,11 @@ impl Proxy {
         if offline {
             self.shared.close_all();
         }
+    }
+
+    /// Shapes the traffic from now on (`None`: full speed).
+    pub fn set_link(&self, link: Option<Link>) {
+        self.shared.plan().link = link;
     }
 
     /// Random faults from now on (`None`: none).
@@ -555,9 +622,15 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
         bump(&shared.counters.requests, 1);
         bump(&shared.counters.bytes_up, req.bytes.len() as u64);
         let fault = shared.decide(&req.line);
+        let link = shared.plan().link;
+        if let Some(link) = link {
+            tokio::time::sleep(link.latency).await;
+        }
         let mut cut = None;
+        let mut cut_request = None;
         match fault {
             Fault::Pass => {}
+            Fault::CutRequest(n) => cut_request = Some(n),
             Fault::Refuse | Fault::Drop => {
                 bump(&shared.counters.dropped, 1);
                 return;
@@ -593,7 +666,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
                 fired: AtomicBool::new(false),
                 exchange: AtomicUsize::new(usize::MAX),
             });
-            let pump = tokio::spawn(pump(shared.clone(), up_rd, wr, budget.clone()));
+            let pump = tokio::spawn(pump(shared.clone(), up_rd, wr, budget.clone(), link));
             upstream = Some(Upstream {
                 wr: up_wr,
                 pump: AbortOnDrop(pump),
@@ -610,7 +683,20 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
         up.budget
             .exchange
             .store(shared.begin_exchange(&req), Ordering::SeqCst);
-        if up.wr.write_all(&req.bytes).await.is_err() {
+        if let Some(n) = cut_request {
+            // The link is gone: whatever the server answers never arrives.
+            up.budget.left.store(0, Ordering::SeqCst);
+            bump(&shared.counters.requests_cut, 1);
+            bump(&shared.counters.request_bytes_cut, req.bytes.len() as u64);
+            let n = n.min(req.bytes.len());
+            let _ = paced_write(&mut up.wr, &req.bytes[..n], link).await;
+            let _ = up.wr.shutdown().await;
+            // Give the server a moment to read what arrived before the
+            // connection (and the client's side of it) goes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+        if paced_write(&mut up.wr, &req.bytes, link).await.is_err() {
             return;
         }
     }
@@ -632,6 +718,7 @@ async fn pump(
     mut up: OwnedReadHalf,
     mut client: OwnedWriteHalf,
     budget: Arc<CutBudget>,
+    link: Option<Link>,
 ) {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -643,7 +730,7 @@ async fn pump(
         }
         let left = budget.left.load(Ordering::SeqCst);
         if left == usize::MAX {
-            if client.write_all(&chunk[..n]).await.is_err() {
+            if paced_write(&mut client, &chunk[..n], link).await.is_err() {
                 return;
             }
             bump(&shared.counters.bytes_down, n as u64);

@@ -47,6 +47,12 @@ pub const BENCHES: &[Bench] = &[
         dir: "tests",
         target: "sync",
     },
+    Bench {
+        name: "uplink_2g",
+        package: "glassguard-e2e",
+        dir: "tests",
+        target: "uplink_2g",
+    },
 ];
 
 /// Parses `[NAME] [--] [ARGS]` and runs the chosen benchmark(s).

@@ -45,8 +45,13 @@ pub fn ensure_aarch64(installer: &mut Installer) -> Result<bool> {
     Ok(true)
 }
 
+/// The official tus client the upload interoperability test drives
+/// (`tests/tus/`), pinned; in the venv `<target>/xtask/venv-tus`.
+pub const TUSPY: &str = "tuspy==1.1.0";
+
 /// Checks for, and installs if missing, everything the checks need.
 pub fn ensure(installer: &mut Installer) -> Result<()> {
     installer.rust_target(WASM_TARGET)?;
+    installer.python_venv("tus", &[TUSPY])?;
     Ok(())
 }
