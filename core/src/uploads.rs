@@ -457,7 +457,9 @@ impl Shared {
             }
         };
         loop {
-            let step = self.step(&mut row, &mut file, &mut sizer, in_step, trace).await;
+            let step = self
+                .step(&mut row, &mut file, &mut sizer, in_step, trace)
+                .await;
             match step {
                 Ok(Some(outcome)) => return Ok(outcome),
                 Ok(None) => {

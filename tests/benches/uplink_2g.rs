@@ -23,9 +23,9 @@ use glassguard_core::uploads::sha256_file;
 use glassguard_core::{UploadState, UploadTarget};
 use glassguard_e2e::harness::{Backend, Db, Device, STAFF, Team, customer_phone, sold_policy};
 use glassguard_e2e::proxy::{Fault, Link};
+use glassguard_protocol::ClaimId;
 use glassguard_protocol::api::{Claim, ClaimCreate};
 use glassguard_protocol::uploads::BlobKind;
-use glassguard_protocol::ClaimId;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
@@ -138,13 +138,23 @@ async fn run() -> Result<()> {
     println!();
     println!("uplink_2g: a claim with 3 photos over 64 kbit/s, 300 ms, two cuts");
     println!("  {:<34} {:>12}", "photos (bytes)", total);
-    println!("  {:<34} {:>12.1}", "claim + 3 photos submitted (s)", seconds);
+    println!(
+        "  {:<34} {:>12.1}",
+        "claim + 3 photos submitted (s)", seconds
+    );
     println!("  {:<34} {:>12}", "sync runs", runs);
     println!("  {:<34} {:>12}", "body bytes sent", sent);
     println!("  {:<34} {:>12}", "body bytes sent again", resent);
     println!("  {:<34} {:>12.4}", "resent fraction", resent_fraction);
-    println!("  {:<34} {:>12}", "requests / cut", format!("{} / {}", stats.requests, stats.requests_cut));
-    println!("  {:<34} {:>12}", "bytes up (all, heads included)", stats.bytes_up);
+    println!(
+        "  {:<34} {:>12}",
+        "requests / cut",
+        format!("{} / {}", stats.requests, stats.requests_cut)
+    );
+    println!(
+        "  {:<34} {:>12}",
+        "bytes up (all, heads included)", stats.bytes_up
+    );
     println!(
         "  {:<34} {:>12.0}",
         "ideal at 8000 B/s (s)",

@@ -876,4 +876,75 @@ mod tests {
         );
         assert!(stats.bytes_down >= 4000 && stats.bytes_up > 0, "{stats:?}");
     }
+
+    /// An origin that reads one request head and reports how many body
+    /// bytes arrived before the connection ended.
+    async fn start_counting_origin() -> (SocketAddr, tokio::sync::mpsc::Receiver<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut all = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        all.extend_from_slice(&buf[..n]);
+                    }
+                    let body = find(&all, b"\r\n\r\n").map_or(0, |i| all.len() - i - 4);
+                    let _ = tx.send(body).await;
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn a_cut_request_reaches_the_server_in_part_and_the_client_hears_nothing() {
+        let (origin, mut arrived) = start_counting_origin().await;
+        let proxy = Proxy::start(origin, 2).await.unwrap();
+        proxy.script("PATCH", Fault::CutRequest(1_000));
+        let client = reqwest::Client::new();
+        let sent = client
+            .patch(format!("{}/v1/uploads/x", proxy.url()))
+            .body(vec![7u8; 10_000])
+            .send()
+            .await;
+        assert!(sent.is_err(), "the client gets no answer");
+        let body = arrived.recv().await.unwrap();
+        assert!(body > 0 && body < 1_000, "{body} body bytes arrived");
+        let stats = proxy.stats();
+        assert_eq!(stats.requests_cut, 1);
+        assert!(stats.request_bytes_cut > 10_000, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_link_paces_the_bytes_and_adds_latency() {
+        let (origin, _) = start_origin().await;
+        let proxy = Proxy::start(origin, 3).await.unwrap();
+        proxy.set_link(Some(Link {
+            bytes_per_second: 20_000,
+            latency: Duration::from_millis(100),
+        }));
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        let r = client
+            .post(format!("{}/v1/sync/push", proxy.url()))
+            .body(vec![1u8; 4_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 1000);
+        // 100 ms latency, ~4.1 KB up and ~1.05 KB down at 20 KB/s: ~350 ms.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
 }

@@ -125,7 +125,11 @@ async fn cut_upload(db: Db) {
         .get_ok(&format!("/v1/claims/{claim}"), &token)
         .await
         .unwrap();
-    assert!(c.photo_refs.contains(&sha.reference()), "{:?}", c.photo_refs);
+    assert!(
+        c.photo_refs.contains(&sha.reference()),
+        "{:?}",
+        c.photo_refs
+    );
     assert!(phone.core().rejected().await.unwrap().is_empty());
 }
 

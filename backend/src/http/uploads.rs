@@ -151,7 +151,10 @@ async fn create(
         meta.get(k).ok_or_else(|| {
             ApiError::rule(
                 ErrorCode::InvalidRequest,
-                format!("Upload-Metadata needs {}", [metadata::SHA256, metadata::KIND, metadata::TARGET].join(", ")),
+                format!(
+                    "Upload-Metadata needs {}",
+                    [metadata::SHA256, metadata::KIND, metadata::TARGET].join(", ")
+                ),
             )
         })
     };
@@ -236,12 +239,21 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<UploadR
 /// Refuses an upload that is gone: terminated (404) or expired (410,
 /// expiring it now if its time has passed).
 async fn live(state: &AppState, row: &UploadRow) -> ApiResult<()> {
-    let gone = || ApiError::Gone(ErrorCode::UploadExpired, "the upload expired; start a new one".into());
+    let gone = || {
+        ApiError::Gone(
+            ErrorCode::UploadExpired,
+            "the upload expired; start a new one".into(),
+        )
+    };
     match row.state {
         UploadState::Terminated => Err(ApiError::NotFound),
         UploadState::Expired => Err(gone()),
         UploadState::Open if row.expires_at <= state.now() => {
-            if state.store.end_upload(&row.id, UploadState::Expired).await? {
+            if state
+                .store
+                .end_upload(&row.id, UploadState::Expired)
+                .await?
+            {
                 state.blobs.discard(&row.id).await;
                 state.blobs.forget(&row.id);
             }
@@ -308,9 +320,8 @@ async fn patch_upload(
             "send chunks as {OFFSET_OCTET_STREAM}"
         )));
     }
-    let claimed = number(&headers, "upload-offset")?.ok_or_else(|| {
-        ApiError::rule(ErrorCode::InvalidRequest, "send Upload-Offset")
-    })?;
+    let claimed = number(&headers, "upload-offset")?
+        .ok_or_else(|| ApiError::rule(ErrorCode::InvalidRequest, "send Upload-Offset"))?;
     let checksum = header_str(&headers, "upload-checksum")
         .map(parse_checksum)
         .transpose()?;
@@ -327,7 +338,11 @@ async fn patch_upload(
             )
         })?;
     // Read again under the lock: the offset may have moved meanwhile.
-    let row = state.store.upload(&row.id).await?.ok_or(ApiError::NotFound)?;
+    let row = state
+        .store
+        .upload(&row.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     live(&state, &row).await?;
     let claimed = i64::try_from(claimed).unwrap_or(i64::MAX);
     if claimed != row.offset {
@@ -339,7 +354,9 @@ async fn patch_upload(
     if row.state == UploadState::Complete {
         return Ok(offsets(&row, row.offset));
     }
-    if declared.is_some_and(|d| claimed.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)) > row.length) {
+    if declared
+        .is_some_and(|d| claimed.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)) > row.length)
+    {
         return Err(ApiError::PayloadTooLarge);
     }
     let io = |e: std::io::Error| ApiError::Internal(e.into());
@@ -354,7 +371,9 @@ async fn patch_upload(
     let start = u64::try_from(row.offset).unwrap_or_default();
     // Bytes past the recorded offset were never acknowledged: drop them.
     file.set_len(start).await.map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(io)?;
     let mut ctx = checksum.map(|_| ring::digest::Context::new(&ring::digest::SHA256));
     let mut committed = row.offset;
     let mut pos = row.offset;

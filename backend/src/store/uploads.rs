@@ -161,12 +161,11 @@ impl Store {
 
     /// Ends an open upload (expired or terminated); false if it was not open.
     pub async fn end_upload(&self, id: &Uuid, state: UploadState) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE uploads SET state = $2 WHERE id = $1 AND state = 'open'")
-                .bind(id.to_string())
-                .bind(state.as_str().to_string())
-                .execute(&self.write)
-                .await?;
+        let done = sqlx::query("UPDATE uploads SET state = $2 WHERE id = $1 AND state = 'open'")
+            .bind(id.to_string())
+            .bind(state.as_str().to_string())
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -257,12 +256,11 @@ pub async fn attachments_of(
     conn: &mut AnyConnection,
     target: &Uuid,
 ) -> Result<Vec<(BlobKind, BlobHash, i64)>> {
-    let rows = sqlx::query(
-        "SELECT * FROM attachments WHERE target_id = $1 ORDER BY attached_at, sha256",
-    )
-    .bind(target.to_string())
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        sqlx::query("SELECT * FROM attachments WHERE target_id = $1 ORDER BY attached_at, sha256")
+            .bind(target.to_string())
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|r| {
             let kind: String = get(r, "kind")?;

@@ -169,10 +169,7 @@ impl Blobs {
                 if prefix.is_empty() {
                     Arc::new(s3)
                 } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(
-                        s3,
-                        prefix.as_str(),
-                    ))
+                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
                 }
             }
         };

@@ -39,7 +39,11 @@ async fn world(db: Db) -> Option<World> {
         let otp = app.otp(phone, OtpPurpose::SaleConsent).await;
         let id = PolicyId::new();
         let (s, b) = app
-            .post("/v1/sales", Some(&staff), &sale(id, phone, &imei(device), &otp))
+            .post(
+                "/v1/sales",
+                Some(&staff),
+                &sale(id, phone, &imei(device), &otp),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         policies.push(id);
@@ -197,7 +201,15 @@ async fn patch(
 }
 
 async fn head(w: &World, token: &str, location: &str) -> (StatusCode, HeaderMap, Value) {
-    tus(&w.app, Method::HEAD, location, Some(token), &[tus_v()], None).await
+    tus(
+        &w.app,
+        Method::HEAD,
+        location,
+        Some(token),
+        &[tus_v()],
+        None,
+    )
+    .await
 }
 
 /// Creates an upload of `data` for the world's claim; its location.
@@ -330,11 +342,18 @@ async fn every_tus_rule(db: Db) {
     let (s, headers, b) = patch(&w, &w.customer, &loc, 60_000, &data[60_000..], None).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     assert_eq!(h(&headers, "upload-offset"), "100000");
-    assert_eq!(h(&headers, "upload-expires"), "", "a complete upload does not expire");
+    assert_eq!(
+        h(&headers, "upload-expires"),
+        "",
+        "a complete upload does not expire"
+    );
     let stored = w.app.server.state.blobs.read(&sha(&data)).await.unwrap();
     assert!(stored == data, "the stored blob is the uploaded one");
     let (s, headers, _) = head(&w, &w.customer, &loc).await;
-    assert_eq!((s, h(&headers, "upload-offset")), (StatusCode::OK, "100000"));
+    assert_eq!(
+        (s, h(&headers, "upload-offset")),
+        (StatusCode::OK, "100000")
+    );
 
     // The same blob again by the same user: complete at once.
     let (s, headers, b) = create(
@@ -358,7 +377,15 @@ async fn every_tus_rule(db: Db) {
     // DELETE: termination, then it is gone.
     let other_data = blob(5_000, 9);
     let loc2 = new_upload(&w, &other_data).await;
-    let (s, _, b) = tus(&w.app, Method::DELETE, &loc2, Some(&w.customer), &[tus_v()], None).await;
+    let (s, _, b) = tus(
+        &w.app,
+        Method::DELETE,
+        &loc2,
+        Some(&w.customer),
+        &[tus_v()],
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let (s, _, _) = head(&w, &w.customer, &loc2).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -447,8 +474,15 @@ async fn refusals_and_attachments(db: Db) {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 
     // A blob that does not hash to its name is refused whole and forgotten.
-    let (s, headers, b) =
-        create(&w, &w.customer, &sha(b"something else"), data.len(), "claim_photo", &claim).await;
+    let (s, headers, b) = create(
+        &w,
+        &w.customer,
+        &sha(b"something else"),
+        data.len(),
+        "claim_photo",
+        &claim,
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let bad = h(&headers, "location").to_string();
     let (s, _, b) = patch(&w, &w.customer, &bad, 0, &data, None).await;
@@ -456,7 +490,15 @@ async fn refusals_and_attachments(db: Db) {
     assert_eq!(b["code"], "blob_hash_mismatch");
     let (s, _, _) = head(&w, &w.customer, &bad).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(w.app.server.state.blobs.read(&sha(b"something else")).await.is_err());
+    assert!(
+        w.app
+            .server
+            .state
+            .blobs
+            .read(&sha(b"something else"))
+            .await
+            .is_err()
+    );
 
     // Attaching before the upload is complete: refused, and the queue moves on.
     let loc = new_upload(&w, &data).await;
@@ -466,7 +508,11 @@ async fn refusals_and_attachments(db: Db) {
     };
     let (s, b) = w
         .app
-        .post("/v1/sync/push", Some(&w.customer), &json!({"entries": [attach(1)]}))
+        .post(
+            "/v1/sync/push",
+            Some(&w.customer),
+            &json!({"entries": [attach(1)]}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["results"][0]["status"], "rejected", "{b}");
@@ -476,18 +522,29 @@ async fn refusals_and_attachments(db: Db) {
     // Another customer cannot attach it (not theirs, not their claim).
     let (_, b) = w
         .app
-        .post("/v1/sync/push", Some(&w.other), &json!({"entries": [attach(1)]}))
+        .post(
+            "/v1/sync/push",
+            Some(&w.other),
+            &json!({"entries": [attach(1)]}),
+        )
         .await;
     assert_eq!(b["results"][0]["status"], "rejected", "{b}");
     assert_eq!(b["results"][0]["code"], "forbidden", "{b}");
     // Now it attaches, once, and the claim lists the photo.
     let (_, b) = w
         .app
-        .post("/v1/sync/push", Some(&w.customer), &json!({"entries": [attach(2), attach(3)]}))
+        .post(
+            "/v1/sync/push",
+            Some(&w.customer),
+            &json!({"entries": [attach(2), attach(3)]}),
+        )
         .await;
     assert_eq!(b["results"][0]["status"], "applied", "{b}");
     assert_eq!(b["results"][1]["status"], "applied", "{b}");
-    let (s, b) = w.app.get(&format!("/v1/claims/{claim}"), Some(&w.customer)).await;
+    let (s, b) = w
+        .app
+        .get(&format!("/v1/claims/{claim}"), Some(&w.customer))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["photo_refs"], json!([sha(&data).reference()]), "{b}");
 }
@@ -536,6 +593,9 @@ async fn a_body_cut_short_keeps_what_arrived() {
     }
     assert_eq!(offset, "12345", "the bytes that arrived are kept");
     let (s, headers, _) = patch(&w, &w.customer, &loc, 12_345, &data[12_345..], None).await;
-    assert_eq!((s, h(&headers, "upload-offset")), (StatusCode::NO_CONTENT, "50000"));
+    assert_eq!(
+        (s, h(&headers, "upload-offset")),
+        (StatusCode::NO_CONTENT, "50000")
+    );
     assert!(w.app.server.state.blobs.read(&sha(&data)).await.unwrap() == data);
 }
