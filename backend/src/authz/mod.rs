@@ -826,6 +826,8 @@ mod tests {
         "claim.create",
         "claim.read",
         "claim.document.upload",
+        "upload.claim_photo",
+        "upload.document",
     ];
     const CUSTOMER_ANY: &[&str] = &["policy.list", "claim.list", "voucher.list"];
     const PARTNER_OWN: &[&str] = &[
@@ -834,6 +836,7 @@ mod tests {
         "partner.read",
         "voucher.redeem",
         "voucher.redeem_otp",
+        "upload.sale_photo",
     ];
     const PARTNER_ANY: &[&str] = &["policy.list"];
     const PARTNER_ADMIN_OWN: &[&str] = &["staff.create", "staff.list", "commission.read"];
@@ -842,6 +845,7 @@ mod tests {
         "claim.start_repair",
         "claim.resolve_repaired",
         "claim.resolve_exchanged",
+        "upload.job_photo",
     ];
     const TECHNICIAN_ANY: &[&str] = &["job.list"];
     const ADJUSTER: &[&str] = &[
@@ -920,17 +924,21 @@ mod tests {
                     id: VoucherId::new(),
                     customer: self.customer[i],
                 },
-                "policy.read" | "claim.create" => Resource::Policy {
+                "policy.read" | "claim.create" | "upload.sale_photo" => Resource::Policy {
                     id: PolicyId::new(),
                     customer: self.customer[i],
                     partner: Some(self.partner[i]),
                 },
-                _ if name.starts_with("claim.") && !name.ends_with(".list") => Resource::Claim {
-                    id: ClaimId::new(),
-                    customer: self.customer[i],
-                    partner: Some(self.partner[i]),
-                    technician: Some(self.technician[i]),
-                },
+                _ if (name.starts_with("claim.") && !name.ends_with(".list"))
+                    || name.starts_with("upload.") =>
+                {
+                    Resource::Claim {
+                        id: ClaimId::new(),
+                        customer: self.customer[i],
+                        partner: Some(self.partner[i]),
+                        technician: Some(self.technician[i]),
+                    }
+                }
                 _ => Resource::Collection(match name.split('.').next() {
                     Some("policy") => "policies",
                     Some("claim") => "claims",
