@@ -4,6 +4,9 @@
 //! after two chunks, resumes from the URL it stored, and the blob in the
 //! object store is byte-identical to the file.
 //!
+//! A second test cuts the link in the middle of a chunk (through the fault
+//! proxy): tuspy resumes inside that chunk, from the bytes the server kept.
+//!
 //! The interpreter is `$GLASSGUARD_TUS_PYTHON` or the venv's. Under
 //! `CI=true` a missing interpreter or tuspy fails the test; elsewhere the
 //! test says loudly that it did not run.
@@ -13,6 +16,7 @@ use std::process::Command;
 
 use glassguard_core::uploads::sha256_file;
 use glassguard_e2e::harness::{Backend, Db, STAFF, Team, customer_phone, filed_claim};
+use glassguard_e2e::proxy::Fault;
 use rand::{RngExt, SeedableRng};
 
 fn python() -> Option<PathBuf> {
@@ -125,6 +129,63 @@ async fn tuspy_uploads_resumes_after_being_killed_and_the_blob_is_identical() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(value(&out, "resumed_from"), Some(65_536), "{out}");
     assert_eq!(value(&out, "offset"), Some(200_000), "{out}");
+    let stored = b.state().unwrap().blobs.read(&sha).await.unwrap();
+    assert!(
+        stored == bytes,
+        "the stored blob is the file, byte for byte"
+    );
+}
+
+/// The link breaks in the middle of tuspy's second chunk (the fault proxy
+/// forwards part of the request and closes both sides): tuspy fails, the
+/// server keeps the bytes that arrived, and the next run resumes from there
+/// (inside the chunk, not at its start).
+#[tokio::test]
+async fn tuspy_resumes_inside_a_chunk_the_link_cut() {
+    let Some(python) = tuspy() else {
+        return;
+    };
+    let mut b = Backend::start(Db::Sqlite).await.unwrap().unwrap();
+    Team::create(&b, &[STAFF]).await.unwrap();
+    let customer = customer_phone(4343);
+    let (token, claim) = filed_claim(&b, STAFF, &customer, 4343).await.unwrap();
+    let proxy = b.proxy(43).await.unwrap();
+    proxy.script("PATCH /v1/uploads/", Fault::Pass);
+    proxy.script("PATCH /v1/uploads/", Fault::CutRequest(20_000));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("damage-2.jpg.sealed");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let bytes: Vec<u8> = (0..150_000).map(|_| rng.random::<u8>()).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let sha = sha256_file(&file).await.unwrap();
+    let args = vec![
+        format!("{}/v1/uploads", proxy.url()),
+        token,
+        file.display().to_string(),
+        sha.to_string(),
+        "claim_photo".to_string(),
+        claim.to_string(),
+        dir.path().join("tus-urls.json").display().to_string(),
+        "32768".to_string(),
+    ];
+    let (py, a) = (python.clone(), args.clone());
+    let (code, out) = tokio::task::spawn_blocking(move || run(&py, &a))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "the cut fails the first run: {out}");
+    assert_eq!(proxy.stats().requests_cut, 1);
+
+    let (code, out) = tokio::task::spawn_blocking(move || run(&python, &args))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let resumed = value(&out, "resumed_from").unwrap();
+    assert!(
+        resumed > 32_768 && resumed < 65_536,
+        "resumed from {resumed}: the part of the cut chunk that arrived is kept"
+    );
+    assert_eq!(value(&out, "offset"), Some(150_000), "{out}");
     let stored = b.state().unwrap().blobs.read(&sha).await.unwrap();
     assert!(
         stored == bytes,

@@ -599,3 +599,41 @@ async fn a_body_cut_short_keeps_what_arrived() {
     );
     assert!(w.app.server.state.blobs.read(&sha(&data)).await.unwrap() == data);
 }
+
+/// Unfinished uploads past their expiry are swept as new uploads are
+/// created: the staging file goes, and the upload answers 410.
+#[tokio::test]
+async fn expired_uploads_are_swept() {
+    let Some(w) = world(Db::Sqlite).await else {
+        return;
+    };
+    let data = blob(5_000, 11);
+    let loc = new_upload(&w, &data).await;
+    let (s, _, _) = patch(&w, &w.customer, &loc, 0, &data[..1000], None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let id: Uuid = loc.rsplit('/').next().unwrap().parse().unwrap();
+    let part = w.app.server.state.blobs.part_file(&id);
+    assert!(part.is_file());
+    w.app.clock.advance(Duration::hours(25));
+    let customer = w.app.sign_in(CUSTOMER).await.access_token;
+    let fresh = blob(10, 12);
+    let (s, _, b) = create(
+        &w,
+        &customer,
+        &sha(&fresh),
+        10,
+        "claim_photo",
+        &w.claim.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    for _ in 0..500 {
+        if !part.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!part.exists(), "the expired upload's staging file is gone");
+    let (s, _, _) = head(&w, &customer, &loc).await;
+    assert_eq!(s, StatusCode::GONE);
+}
