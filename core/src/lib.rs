@@ -70,7 +70,7 @@ pub use glassguard_protocol as protocol;
 pub use outbox::{OutboxRow, Rejection, RowState};
 pub use store::DbKey;
 pub use sync::{BackgroundOptions, SyncReport, SyncStatus};
-pub use uploads::{UploadState, UploadStatus, UploadTarget};
+pub use uploads::{UploadProgress, UploadState, UploadStatus, UploadTarget};
 pub use view::{Local, SyncMark};
 
 /// What the shell hands the core.

@@ -89,6 +89,9 @@ pub struct SyncStatus {
     pub online: bool,
     /// When the background task will retry after a failure (device clock; display only).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The upload being sent now, if any: bytes the server has confirmed of
+    /// the blob's length (all uploads: [`crate::Core::uploads`]).
+    pub upload: Option<crate::uploads::UploadProgress>,
 }
 
 /// What one run did.

@@ -113,6 +113,17 @@ pub struct UploadStatus {
     pub last_error: Option<String>,
 }
 
+/// The upload in flight, for a progress bar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadProgress {
+    /// The blob.
+    pub sha256: BlobHash,
+    /// Bytes the server has confirmed.
+    pub confirmed: u64,
+    /// Bytes in the blob.
+    pub length: u64,
+}
+
 /// Picks chunk sizes from how the last chunks went.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChunkSizer {
@@ -354,6 +365,13 @@ impl Shared {
     /// Sends every pending upload; see the module docs. A transient failure
     /// stops the run with that error (after the others were tried).
     pub(crate) async fn upload_all(&self, trace: &Trace) -> Result<UploadRun> {
+        let result = self.upload_pending(trace).await;
+        // Nothing is in flight any more, however the run ended.
+        self.status.send_if_modified(|s| s.upload.take().is_some());
+        result
+    }
+
+    async fn upload_pending(&self, trace: &Trace) -> Result<UploadRun> {
         let pending = self.store.call(|c| rows(c, true)).await?;
         let mut run = UploadRun::default();
         let mut transient = None;
@@ -376,6 +394,16 @@ impl Shared {
     }
 
     async fn save(&self, row: &Row) -> Result<()> {
+        let progress = UploadProgress {
+            sha256: row.sha256.clone(),
+            confirmed: row.confirmed,
+            length: row.length,
+        };
+        self.status.send_if_modified(|s| {
+            let changed = s.upload.as_ref() != Some(&progress);
+            s.upload = Some(progress);
+            changed
+        });
         let row = row.clone();
         self.store
             .call(move |c| {

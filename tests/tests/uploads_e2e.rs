@@ -61,6 +61,17 @@ async fn cut_upload(db: Db) {
         .queue_upload(path.clone(), sha.clone(), target)
         .await
         .unwrap();
+    // The UI's progress bar: the upload in flight, as the server confirms it.
+    let mut status = phone.core().status();
+    let watcher = tokio::spawn(async move {
+        let mut seen = vec![];
+        while status.changed().await.is_ok() {
+            if let Some(p) = status.borrow_and_update().upload.clone() {
+                seen.push(p.confirmed);
+            }
+        }
+        seen
+    });
 
     // The first run gets through part of it; after the first cut the app is
     // killed (the run aborted with it) and opened again on its database.
@@ -78,6 +89,12 @@ async fn cut_upload(db: Db) {
     println!("killed after the first cut: {after_first:?}");
     assert!(after_first[0].confirmed < BLOB as u64, "killed mid-upload");
     phone.kill_and_reopen().unwrap();
+    // The old core is gone; so is its status channel.
+    let progress = watcher.await.unwrap();
+    assert!(
+        progress.contains(&16_384),
+        "progress showed the first confirmed chunk: {progress:?}"
+    );
 
     let mut runs = 1;
     loop {
