@@ -369,6 +369,25 @@ async fn patch_upload(
         .await
         .map_err(io)?;
     let start = u64::try_from(row.offset).unwrap_or_default();
+    let on_disk = file.metadata().await.map_err(io)?.len();
+    if on_disk < start {
+        // The staging file lost bytes the server acknowledged (a disk
+        // restored, or a replica without this upload's file): the upload
+        // cannot go on; the client starts a new one.
+        tracing::error!(upload = %row.id, on_disk, offset = row.offset, "staging file shorter than the recorded offset");
+        drop(file);
+        if state
+            .store
+            .end_upload(&row.id, UploadState::Expired)
+            .await?
+        {
+            state.blobs.discard(&row.id).await;
+        }
+        return Err(ApiError::Gone(
+            ErrorCode::UploadExpired,
+            "this upload's stored bytes are gone; start a new one".into(),
+        ));
+    }
     // Bytes past the recorded offset were never acknowledged: drop them.
     file.set_len(start).await.map_err(io)?;
     file.seek(std::io::SeekFrom::Start(start))

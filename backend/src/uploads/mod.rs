@@ -27,6 +27,12 @@
 //! already completed an upload of the same blob gets a new upload that is
 //! complete at once (answered with `Upload-Offset` equal to the length).
 //!
+//! Staging files live on this machine's disk: behind a load balancer, an
+//! upload's requests must reach the same replica (sticky by upload id); a
+//! PATCH that finds the staging file shorter than the recorded offset ends
+//! the upload (410) and the client starts a new one, never a blob with a
+//! hole.
+//!
 //! Unfinished uploads expire [`crate::config::Settings::upload_ttl`] after
 //! their last chunk (`Upload-Expires`); expired ones answer 410 and their
 //! staging files are removed by [`Blobs::sweep`] (run on each creation).

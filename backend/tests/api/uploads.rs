@@ -637,3 +637,28 @@ async fn expired_uploads_are_swept() {
     let (s, _, _) = head(&w, &customer, &loc).await;
     assert_eq!(s, StatusCode::GONE);
 }
+
+/// A staging file that lost acknowledged bytes (a restored disk, another
+/// replica) ends the upload instead of growing a blob with a hole.
+#[tokio::test]
+async fn a_staging_file_that_lost_bytes_ends_the_upload() {
+    let Some(w) = world(Db::Sqlite).await else {
+        return;
+    };
+    let data = blob(8_000, 13);
+    let loc = new_upload(&w, &data).await;
+    let (s, _, _) = patch(&w, &w.customer, &loc, 0, &data[..3000], None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let id: Uuid = loc.rsplit('/').next().unwrap().parse().unwrap();
+    std::fs::write(w.app.server.state.blobs.part_file(&id), b"").unwrap();
+    let (s, _, b) = patch(&w, &w.customer, &loc, 3000, &data[3000..], None).await;
+    assert_eq!(s, StatusCode::GONE, "{b}");
+    assert_eq!(b["code"], "upload_expired");
+    // A new upload of the same blob goes through.
+    let loc = new_upload(&w, &data).await;
+    let (s, headers, _) = patch(&w, &w.customer, &loc, 0, &data, None).await;
+    assert_eq!(
+        (s, h(&headers, "upload-offset")),
+        (StatusCode::NO_CONTENT, "8000")
+    );
+}
