@@ -276,6 +276,23 @@ fn read_error(path: &Path, e: std::io::Error) -> Error {
     )
 }
 
+/// Failures that concern every upload, not one: the session, the pinned
+/// key, the local store.
+fn stops_the_run(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::SessionEnded { .. }
+            | Error::NotSignedIn
+            | Error::PinMismatch
+            | Error::Store(_)
+            | Error::Corrupt(_)
+            | Error::Internal(_)
+    ) || matches!(
+        e.code(),
+        Some(ErrorCode::TokenExpired | ErrorCode::Unauthenticated)
+    )
+}
+
 /// How one upload ended in one run.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -376,11 +393,16 @@ impl Shared {
         let mut run = UploadRun::default();
         let mut transient = None;
         for row in pending {
+            let sha = row.sha256.clone();
             match self.upload_one(row, trace).await {
                 Ok(Outcome::Attached) => run.attached += 1,
                 Ok(Outcome::Deferred) => run.deferred += 1,
                 Ok(Outcome::Failed) => run.failed += 1,
-                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) if stops_the_run(&e) => return Err(e),
+                // Odd answers for this upload: it stays pending, the others go on.
+                Err(e) if e.is_permanent() => {
+                    tracing::warn!(sha256 = %sha, error = %e, "upload stopped; trying again next run");
+                }
                 Err(e) => transient = Some(e),
             }
         }
@@ -497,7 +519,10 @@ impl Shared {
                 Err(e) if e.is_permanent() => {
                     match e.code() {
                         // Someone else's view of the offset: ask again.
-                        Some(ErrorCode::UploadOffsetMismatch) => in_step = false,
+                        Some(ErrorCode::UploadOffsetMismatch) => {
+                            failures += 1;
+                            in_step = false;
+                        }
                         // The chunk arrived damaged: send it again.
                         Some(ErrorCode::ChecksumMismatch) => {
                             failures += 1;

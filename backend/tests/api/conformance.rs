@@ -15,7 +15,15 @@ use crate::story::{
 
 /// A server with an approved shop and its counter staff signed in (shared by the sync tests).
 pub async fn shop(db: Db) -> Option<(TestApp, String)> {
-    let app = TestApp::spawn(db).await?;
+    shop_with(db, |_| {}).await
+}
+
+/// [`shop`] on a server whose settings `tweak` changes.
+pub async fn shop_with(
+    db: Db,
+    tweak: impl FnOnce(&mut glassguard_server::config::Layer),
+) -> Option<(TestApp, String)> {
+    let app = TestApp::spawn_with(db, tweak).await?;
     app.seed_user(ADMIN, Role::Admin, "Asha").await;
     app.seed_user(ADJUSTER, Role::Adjuster, "Arjun").await;
     app.seed_user(TECH, Role::Technician, "Tara").await;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::conformance::shop;
+use crate::conformance::shop_with;
 use crate::harness::{Db, TestApp, imei};
 use crate::story::sale;
 
@@ -33,7 +33,14 @@ struct World {
 
 /// A shop, a customer with a claim, another customer with a policy.
 async fn world(db: Db) -> Option<World> {
-    let (app, staff) = shop(db).await?;
+    world_with(db, |_| {}).await
+}
+
+async fn world_with(
+    db: Db,
+    tweak: impl FnOnce(&mut glassguard_server::config::Layer),
+) -> Option<World> {
+    let (app, staff) = shop_with(db, tweak).await?;
     let mut policies = vec![];
     for (phone, device) in [(CUSTOMER, "86123404599990"), (OTHER, "86123404599991")] {
         let otp = app.otp(phone, OtpPurpose::SaleConsent).await;
@@ -661,4 +668,45 @@ async fn a_staging_file_that_lost_bytes_ends_the_upload() {
         (s, h(&headers, "upload-offset")),
         (StatusCode::NO_CONTENT, "8000")
     );
+}
+
+/// With `GLASSGUARD_TEST_S3_URL=s3://bucket/prefix` (and the usual `AWS_*`
+/// variables, e.g. `AWS_ENDPOINT=http://127.0.0.1:5055 AWS_ALLOW_HTTP=true`
+/// for a local moto server), a completed upload lands in that bucket.
+#[tokio::test]
+async fn a_completed_upload_lands_in_s3_when_one_is_configured() {
+    let Some(url) = std::env::var("GLASSGUARD_TEST_S3_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("\n!!!! SKIPPED: S3 upload test (GLASSGUARD_TEST_S3_URL not set) !!!!\n");
+        return;
+    };
+    let Some(w) = world_with(Db::Sqlite, |l| l.object_store_url = Some(url)).await else {
+        return;
+    };
+    let data = blob(300_000, 21);
+    let loc = new_upload(&w, &data).await;
+    let (s, _, _) = patch(
+        &w,
+        &w.customer,
+        &loc,
+        0,
+        &data[..100_000],
+        Some(checksum(&data[..100_000])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, headers, b) = patch(&w, &w.customer, &loc, 100_000, &data[100_000..], None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_eq!(h(&headers, "upload-offset"), "300000");
+    let stored = w.app.server.state.blobs.read(&sha(&data)).await.unwrap();
+    assert!(stored == data, "the blob in S3 is the uploaded one");
+    let local = w
+        .app
+        .dir
+        .path()
+        .join("objects/blobs")
+        .join(sha(&data).as_str());
+    assert!(!local.exists(), "not in the local folder");
 }
