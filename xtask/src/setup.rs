@@ -52,6 +52,17 @@ pub const TUSPY: &str = "tuspy==1.1.0";
 /// Checks for, and installs if missing, everything the checks need.
 pub fn ensure(installer: &mut Installer) -> Result<()> {
     installer.rust_target(WASM_TARGET)?;
+    // Debian's python3 needs python3-venv for `python3 -m venv`; other
+    // pythons (pyenv, Homebrew) have it built in.
+    let has_venv = std::process::Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_venv {
+        installer.apt_packages(&["python3-venv"])?;
+    }
     installer.python_venv("tus", &[TUSPY])?;
     Ok(())
 }
