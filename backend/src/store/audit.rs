@@ -33,46 +33,75 @@ pub async fn append(conn: &mut AnyConnection, at: DateTime<Utc>, rec: &AuditReco
     append_many(conn, &[(at, rec.clone())]).await
 }
 
-/// Appends several entries, many rows per statement (the writer's batches).
+/// Rows per multi-row INSERT. Fixed, so the statement is prepared once and
+/// cached (a remainder goes row by row through the one-row statement); and
+/// small, because SQLite finds a `$N` parameter's name by a linear scan, so
+/// binding a statement costs the square of its parameter count.
+const ROWS_PER_INSERT: usize = 16;
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit_log (at, actor_id, actor_role, action, resource_type, resource_id, request_id, ip) VALUES ",
+    );
+    for i in 0..rows {
+        let b = i * 8;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8
+        ));
+    }
+    sql
+}
+
+static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+static INSERT_MANY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+
+/// Appends several entries, [`ROWS_PER_INSERT`] rows per statement (the
+/// writer's batches).
 async fn append_many(
     conn: &mut AnyConnection,
     entries: &[(DateTime<Utc>, AuditRecord)],
 ) -> Result<()> {
-    for chunk in entries.chunks(100) {
-        let mut sql = String::from(
-            "INSERT INTO audit_log (at, actor_id, actor_role, action, resource_type, resource_id, request_id, ip) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 8;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (at, rec) in chunk {
-            q = q
-                .bind(ms(*at))
-                .bind(rec.actor_id.map(|i| i.to_string()))
-                .bind(rec.actor_role.map(|r| r.as_str().to_string()))
-                .bind(rec.action.clone())
-                .bind(rec.resource_type.clone())
-                .bind(rec.resource_id.clone())
-                .bind(rec.request_id.clone())
-                .bind(rec.ip.clone());
-        }
-        q.execute(&mut *conn).await?;
+    let chunks = entries.chunks_exact(ROWS_PER_INSERT);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        insert(conn, &INSERT_MANY, chunk).await?;
     }
+    for one in rest.chunks(1) {
+        insert(conn, &INSERT_ONE, one).await?;
+    }
+    Ok(())
+}
+
+async fn insert(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    rows: &[(DateTime<Utc>, AuditRecord)],
+) -> Result<()> {
+    let mut q = sqlx::query(sql);
+    for (at, rec) in rows {
+        q = q
+            .bind(ms(*at))
+            .bind(rec.actor_id.map(|i| i.to_string()))
+            .bind(rec.actor_role.map(|r| r.as_str().to_string()))
+            .bind(rec.action.clone())
+            .bind(rec.resource_type.clone())
+            .bind(rec.resource_id.clone())
+            .bind(rec.request_id.clone())
+            .bind(rec.ip.clone());
+    }
+    q.execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -75,7 +75,7 @@ impl Store {
     ) -> Result<Vec<Outgoing>> {
         let rows = sqlx::query(
             "SELECT id, dek, to_enc, body_enc, attempts, next_attempt_at FROM notifications \
-             WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+             WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(ms(now))
         .bind(limit)
