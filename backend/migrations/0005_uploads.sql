@@ -30,5 +30,9 @@ CREATE TABLE attachments (
     length BIGINT NOT NULL,
     attached_by TEXT NOT NULL REFERENCES users(id),
     attached_at BIGINT NOT NULL,
+    -- Photos: the device's 64-bit perceptual hash (16 hex digits), compared
+    -- with other claims' photos to flag a photo used twice.
+    phash TEXT,
     PRIMARY KEY (kind, target_id, sha256)
 );
+CREATE INDEX attachments_phash ON attachments(kind) WHERE phash IS NOT NULL;

@@ -81,6 +81,8 @@ pub struct Settings {
     pub database: DatabaseUrl,
     /// Master key file (the local key source).
     pub master_key_file: PathBuf,
+    /// The insurer's sealing key file (the private key devices seal photos to).
+    pub insurer_key_file: PathBuf,
     /// Optional directory of Cedar policies overriding the embedded ones.
     pub policies_dir: Option<PathBuf>,
     /// Optional plan catalog overriding the embedded one.
@@ -120,6 +122,8 @@ pub struct Layer {
     pub database_url: Option<String>,
     /// `master_key_file`.
     pub master_key_file: Option<PathBuf>,
+    /// `insurer_key_file`.
+    pub insurer_key_file: Option<PathBuf>,
     /// `policies_dir`.
     pub policies_dir: Option<PathBuf>,
     /// `plans_file`.
@@ -167,6 +171,7 @@ impl Layer {
             data_dir: var("DATA_DIR").map(PathBuf::from),
             database_url: var("DATABASE_URL"),
             master_key_file: var("MASTER_KEY_FILE").map(PathBuf::from),
+            insurer_key_file: var("INSURER_KEY_FILE").map(PathBuf::from),
             policies_dir: var("POLICIES_DIR").map(PathBuf::from),
             plans_file: var("PLANS_FILE").map(PathBuf::from),
             access_ttl_seconds: num("ACCESS_TTL_SECONDS")?,
@@ -196,6 +201,7 @@ impl Layer {
             data_dir: other.data_dir.or(self.data_dir),
             database_url: other.database_url.or(self.database_url),
             master_key_file: other.master_key_file.or(self.master_key_file),
+            insurer_key_file: other.insurer_key_file.or(self.insurer_key_file),
             policies_dir: other.policies_dir.or(self.policies_dir),
             plans_file: other.plans_file.or(self.plans_file),
             access_ttl_seconds: other.access_ttl_seconds.or(self.access_ttl_seconds),
@@ -275,6 +281,9 @@ impl Layer {
             master_key_file: self
                 .master_key_file
                 .unwrap_or_else(|| data_dir.join("master.key")),
+            insurer_key_file: self
+                .insurer_key_file
+                .unwrap_or_else(|| data_dir.join("insurer.key")),
             data_dir,
             database,
             policies_dir: self.policies_dir,
@@ -317,6 +326,7 @@ fn unreachable_defaults() -> Settings {
         data_dir: PathBuf::from("./data"),
         database: DatabaseUrl::Sqlite(PathBuf::from("./data/glassguard.db")),
         master_key_file: PathBuf::from("./data/master.key"),
+        insurer_key_file: PathBuf::from("./data/insurer.key"),
         policies_dir: None,
         plans_file: None,
         access_ttl: Duration::from_secs(900),

@@ -111,8 +111,18 @@ pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::R
     }
     .context("the plan catalog is invalid")?;
     let blobs = uploads::Blobs::open(&settings).context("cannot open the object store")?;
+    let insurer_source = LocalKeyFile::new(settings.insurer_key_file.clone());
+    let insurer_key = crypto::InsurerKey::load(&insurer_source)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load the insurer's sealing key ({})",
+                insurer_source.describe()
+            )
+        })?;
     Ok(AppState {
         blobs,
+        insurer_key: Arc::new(insurer_key),
         store,
         keys,
         authz,

@@ -261,15 +261,17 @@ impl Core {
     /// Queues a blob (a sealed photo or document at `path`, named by its
     /// `sha256`) for upload to `target`. Each sync run sends pending uploads
     /// before it pushes, resuming where the server's copy ends, and queues
-    /// the `attach_blob` command once the server has the whole blob. Fails
+    /// the `attach_blob` command once the server has the whole blob (with the
+    /// photo's perceptual hash, for the server's duplicate check). Fails
     /// if the file is not the blob its name says.
     pub async fn queue_upload(
         &self,
         path: PathBuf,
         sha256: protocol::uploads::BlobHash,
         target: UploadTarget,
+        phash: Option<protocol::uploads::PerceptualHash>,
     ) -> Result<()> {
-        self.shared.queue_upload(path, sha256, target).await
+        self.shared.queue_upload(path, sha256, target, phash).await
     }
 
     /// Every upload this device knows, with its progress (bytes the server

@@ -126,6 +126,7 @@ const MIGRATIONS: &[&str] = &[
         chunk_size INTEGER NOT NULL,
         bytes_sent INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
+        phash TEXT,
         created_at TEXT NOT NULL,
         PRIMARY KEY (sha256, kind, target_id)
     ) STRICT;

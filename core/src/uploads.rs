@@ -32,7 +32,7 @@ use base64::Engine;
 use chrono::Utc;
 use glassguard_protocol::ErrorCode;
 use glassguard_protocol::sync::Command;
-use glassguard_protocol::uploads::{Attachment, BlobHash, BlobKind, metadata};
+use glassguard_protocol::uploads::{Attachment, BlobHash, BlobKind, PerceptualHash, metadata};
 use reqwest::Method;
 use rusqlite::{Connection, params};
 use sha2::Digest;
@@ -179,6 +179,7 @@ struct Row {
     chunk_size: usize,
     bytes_sent: u64,
     last_error: Option<String>,
+    phash: Option<PerceptualHash>,
 }
 
 impl Row {
@@ -218,6 +219,11 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         chunk_size: r.get::<_, i64>("chunk_size")? as usize,
         bytes_sent: r.get::<_, i64>("bytes_sent")? as u64,
         last_error: r.get("last_error")?,
+        phash: r
+            .get::<_, Option<String>>("phash")?
+            .map(|p| PerceptualHash::parse(&p))
+            .transpose()
+            .map_err(|e| bad(11, e.message))?,
     })
 }
 
@@ -339,6 +345,7 @@ impl Shared {
         path: PathBuf,
         sha256: BlobHash,
         target: UploadTarget,
+        phash: Option<PerceptualHash>,
     ) -> Result<()> {
         let length = tokio::fs::metadata(&path)
             .await
@@ -358,8 +365,8 @@ impl Shared {
         self.store
             .call(move |c| {
                 c.execute(
-                    "INSERT INTO uploads (sha256, kind, target_id, path, length, state, chunk_size, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7) \
+                    "INSERT INTO uploads (sha256, kind, target_id, path, length, state, chunk_size, created_at, phash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) \
                      ON CONFLICT (sha256, kind, target_id) DO UPDATE SET path = excluded.path \
                      WHERE uploads.state = 'pending'",
                     params![
@@ -370,6 +377,7 @@ impl Shared {
                         length as i64,
                         START_CHUNK as i64,
                         Utc::now().to_rfc3339(),
+                        phash.map(|p| p.to_string()),
                     ],
                 )?;
                 Ok(())
@@ -461,6 +469,7 @@ impl Shared {
             target: row.target,
             sha256: row.sha256.clone(),
             length: row.length,
+            phash: row.phash,
         });
         self.store
             .call(move |c| {

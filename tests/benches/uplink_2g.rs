@@ -78,6 +78,7 @@ async fn run() -> Result<()> {
                 kind: BlobKind::ClaimPhoto,
                 id: claim.as_uuid(),
             },
+            None,
         )
         .await?;
         total += *size as u64;

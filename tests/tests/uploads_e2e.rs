@@ -58,7 +58,7 @@ async fn cut_upload(db: Db) {
     phone.proxy.reset_stats();
     phone
         .core()
-        .queue_upload(path.clone(), sha.clone(), target)
+        .queue_upload(path.clone(), sha.clone(), target, None)
         .await
         .unwrap();
     // The UI's progress bar: the upload in flight, as the server confirms it.

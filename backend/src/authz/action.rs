@@ -101,6 +101,8 @@ pub enum Action {
     BotMessage,
     /// `bot.sms`: Deliver an inbound SMS to the text bot (the SMS gateway's webhook; its HMAC signature is the credential).
     BotSms,
+    /// `claim.photo.view`: See a claim's photos unsealed, with duplicate-photo flags (insurer staff).
+    ClaimPhotoView,
     /// `upload.claim_photo`: Upload and attach a photo of the damage to a claim.
     UploadClaimPhoto,
     /// `upload.job_photo`: Upload and attach a photo of a technician's work to a job (its claim).
@@ -113,7 +115,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 49] = [
+    pub const ALL: [Action; 50] = [
         Action::OtpRequest,
         Action::SessionCreate,
         Action::SessionRefresh,
@@ -159,6 +161,7 @@ impl Action {
         Action::VoucherRead,
         Action::BotMessage,
         Action::BotSms,
+        Action::ClaimPhotoView,
         Action::UploadClaimPhoto,
         Action::UploadJobPhoto,
         Action::UploadDocument,
@@ -213,6 +216,7 @@ impl Action {
             Action::VoucherRead => "voucher.read",
             Action::BotMessage => "bot.message",
             Action::BotSms => "bot.sms",
+            Action::ClaimPhotoView => "claim.photo.view",
             Action::UploadClaimPhoto => "upload.claim_photo",
             Action::UploadJobPhoto => "upload.job_photo",
             Action::UploadDocument => "upload.document",

@@ -859,6 +859,7 @@ mod tests {
         "claim.request_documents",
         "claim.issue_voucher",
         "claim.close",
+        "claim.photo.view",
         "policy.list",
         "policy.read",
         "partner.list",

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{AppState, Caller};
 use crate::store::claims::claim_in;
 use crate::store::policies::policy_in;
-use crate::store::uploads::{add_claim_photo_in, attach_in, completed_upload_in};
+use crate::store::uploads::{NewAttachment, add_claim_photo_in, attach_in, completed_upload_in};
 
 /// Photos a claim holds at most (as when it is filed).
 pub const MAX_CLAIM_PHOTOS: usize = 20;
@@ -99,10 +99,13 @@ pub async fn attach(
     let length = i64::try_from(a.length).unwrap_or(i64::MAX);
     let new = attach_in(
         &mut *conn,
-        a.kind,
-        &a.target,
-        &a.sha256,
-        length,
+        &NewAttachment {
+            kind: a.kind,
+            target: &a.target,
+            sha256: &a.sha256,
+            length,
+            phash: a.phash.filter(|_| a.kind != BlobKind::Document),
+        },
         &user.user_id,
         now,
     )

@@ -90,6 +90,10 @@ pub enum CryptoError {
         path: PathBuf,
     },
 
+    /// The insurer key source did not yield a usable X25519 private key.
+    #[error("the insurer's sealing key is not an X25519 private key")]
+    InsurerKey,
+
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Rng,

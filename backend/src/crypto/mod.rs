@@ -25,12 +25,14 @@
 mod error;
 mod field;
 mod gcm;
+mod insurer;
 mod keyring;
 mod master;
 pub mod tokens;
 
 pub use error::{CryptoError, Result};
 pub use field::{DataKey, FieldAad};
+pub use insurer::{InsurerKey, SUITE as SEALING_SUITE};
 pub use keyring::{Keyring, SYSTEM_KEY_BLIND_INDEX, SYSTEM_KEY_OTP, WrappedKey};
 pub use master::{KeySource, LocalKeyFile, MasterKey};
 pub use tokens::{random_bytes, random_code, random_digits, random_token, token_hash};

@@ -12,6 +12,7 @@ mod bot;
 mod claims;
 mod health;
 mod partners;
+mod photos;
 mod plans;
 mod sales;
 mod sync;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub limiter: Arc<crate::limits::Limiter>,
     /// Blobs: the object store and unfinished uploads.
     pub blobs: crate::uploads::Blobs,
+    /// The insurer's key that devices seal photos to; opens them for staff.
+    pub insurer_key: Arc<crate::crypto::InsurerKey>,
 }
 
 impl AppState {
@@ -137,6 +140,7 @@ pub fn app(state: AppState) -> Router {
         .merge(bot::router())
         .merge(sync::router())
         .merge(uploads::router())
+        .merge(photos::router())
         .split_for_parts();
     let api = Arc::new(api);
     let body_limit = state.settings.body_limit_bytes;

@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use glassguard_protocol::UserId;
-use glassguard_protocol::uploads::{BlobHash, BlobKind};
+use glassguard_protocol::uploads::{
+    BlobHash, BlobKind, ClaimPhoto, DUPLICATE_PHOTO_DISTANCE, DuplicatePhoto, PerceptualHash,
+};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -226,29 +228,113 @@ pub async fn completed_upload_in(
     r.as_ref().map(decode).transpose()
 }
 
+/// An attachment as recorded.
+#[derive(Debug, Clone)]
+pub struct NewAttachment<'a> {
+    /// What the blob is.
+    pub kind: BlobKind,
+    /// Its claim or policy.
+    pub target: &'a Uuid,
+    /// Its name.
+    pub sha256: &'a BlobHash,
+    /// Its length.
+    pub length: i64,
+    /// For photos, the device's perceptual hash.
+    pub phash: Option<PerceptualHash>,
+}
+
 /// Records an attachment; false when this blob was already on this target.
 pub async fn attach_in(
     conn: &mut AnyConnection,
-    kind: BlobKind,
-    target: &Uuid,
-    sha256: &BlobHash,
-    length: i64,
+    a: &NewAttachment<'_>,
     by: &UserId,
     at: DateTime<Utc>,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO attachments (kind, target_id, sha256, length, attached_by, attached_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, target_id, sha256) DO NOTHING",
+        "INSERT INTO attachments (kind, target_id, sha256, length, attached_by, attached_at, phash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, target_id, sha256) DO NOTHING",
     )
-    .bind(kind.as_str().to_string())
-    .bind(target.to_string())
-    .bind(sha256.as_str().to_string())
-    .bind(length)
+    .bind(a.kind.as_str().to_string())
+    .bind(a.target.to_string())
+    .bind(a.sha256.as_str().to_string())
+    .bind(a.length)
     .bind(by.to_string())
     .bind(ms(at))
+    .bind(a.phash.map(|p| p.to_string()))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+fn phash_of(r: &AnyRow) -> Result<Option<PerceptualHash>> {
+    get::<Option<String>>(r, "phash")?
+        .map(|p| PerceptualHash::parse(&p).map_err(|e| StoreError::Corrupt(e.message)))
+        .transpose()
+}
+
+impl Store {
+    /// The photos on a claim (the customer's and the technician's), oldest
+    /// first, each with the photos on *other* claims whose perceptual hash
+    /// is within [`DUPLICATE_PHOTO_DISTANCE`] bits: the duplicate-photo flag.
+    ///
+    /// The comparison scans every photo hash on record; a BK-tree or
+    /// multi-index hashing would take over when that grows past memory.
+    pub async fn claim_photos(&self, claim: &Uuid) -> Result<Vec<ClaimPhoto>> {
+        let mine = sqlx::query(
+            "SELECT * FROM attachments WHERE target_id = $1 AND kind IN ('claim_photo', 'job_photo') \
+             ORDER BY attached_at, sha256",
+        )
+        .bind(claim.to_string())
+        .fetch_all(self.reader())
+        .await?;
+        let others = sqlx::query(
+            "SELECT target_id, sha256, phash FROM attachments \
+             WHERE phash IS NOT NULL AND kind IN ('claim_photo', 'job_photo') AND target_id <> $1",
+        )
+        .bind(claim.to_string())
+        .fetch_all(self.reader())
+        .await?;
+        let mut known = Vec::with_capacity(others.len());
+        for r in &others {
+            let Some(phash) = phash_of(r)? else { continue };
+            let target: String = get(r, "target_id")?;
+            let sha: String = get(r, "sha256")?;
+            known.push((
+                Uuid::parse_str(&target).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                BlobHash::parse(&sha).map_err(|e| StoreError::Corrupt(e.message))?,
+                phash,
+            ));
+        }
+        mine.iter()
+            .map(|r| {
+                let kind: String = get(r, "kind")?;
+                let sha: String = get(r, "sha256")?;
+                let phash = phash_of(r)?;
+                let mut duplicates: Vec<DuplicatePhoto> = phash
+                    .map(|p| {
+                        known
+                            .iter()
+                            .filter(|(_, _, q)| p.distance(*q) <= DUPLICATE_PHOTO_DISTANCE)
+                            .map(|(claim_id, sha256, q)| DuplicatePhoto {
+                                claim_id: *claim_id,
+                                sha256: sha256.clone(),
+                                distance: p.distance(*q),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                duplicates.sort_by_key(|d| d.distance);
+                Ok(ClaimPhoto {
+                    kind: BlobKind::parse(&kind).map_err(|e| StoreError::Corrupt(e.message))?,
+                    sha256: BlobHash::parse(&sha).map_err(|e| StoreError::Corrupt(e.message))?,
+                    length: u64::try_from(get::<i64>(r, "length")?).unwrap_or_default(),
+                    phash,
+                    attached_at: from_ms(get(r, "attached_at")?)?,
+                    duplicates,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The blobs attached to a target, oldest first: `(kind, sha256, length)`.

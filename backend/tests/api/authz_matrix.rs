@@ -356,6 +356,48 @@ impl World {
         }
     }
 
+    /// A photo sealed to the server's key, uploaded by the customer and
+    /// attached to the claim they can see (once): its blob hash.
+    async fn view_photo(&mut self) -> String {
+        const KEY: &str = "view_photo";
+        if let Some(sha) = self.targets.get(KEY) {
+            return sha.clone();
+        }
+        let (s, key) = self.app.get("/v1/keys/sealing", None).await;
+        assert_eq!(s, StatusCode::OK, "{key}");
+        let key = hex::decode(text(&key["public_key"])).expect("hex");
+        let key = glassguard_seal::PublicKey::from_bytes(&key).expect("an X25519 key");
+        let sealed = glassguard_seal::seal(&key, b"\xff\xd8 matrix photo").expect("sealed");
+        let body = upload_body(&self.view_claim, &sealed);
+        let sha = text(&body["sha256"]);
+        let (s, b) = self
+            .call(Who::Customer, Method::POST, UPLOADS, Some(body.clone()))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let location = text(&b["location"]);
+        let id = location.rsplit('/').next().unwrap_or_default().to_string();
+        self.upload_blobs.insert(id.clone(), sealed);
+        let (s, b) = self
+            .call(
+                Who::Customer,
+                Method::PATCH,
+                &format!("{UPLOADS}/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+        let push = json!({"entries": [{"client_seq": 1, "mutation_id": uuid::Uuid::now_v7(),
+            "command": "attach_blob", "payload": {"kind": "claim_photo", "target": self.view_claim,
+            "sha256": sha, "length": body["length"], "phash": "f0f0f0f0f0f0f0f0"}}]});
+        let (s, b) = self
+            .call(Who::Customer, Method::POST, "/v1/sync/push", Some(push))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["results"][0]["status"], "applied", "{b}");
+        self.targets.insert(KEY.to_string(), sha.clone());
+        sha
+    }
+
     /// A new upload of a blob of its own, created by the customer for the
     /// claim they can see: its id.
     async fn customer_upload(&mut self) -> String {
@@ -801,6 +843,12 @@ impl World {
                 let from = tried_from(action)?;
                 let claim = self.target(row).await;
                 (on(&claim), Some(self.transition_body(action, from)))
+            }
+            ("GET", "/v1/keys/sealing") => (route, None),
+            ("GET", "/v1/claims/{id}/photos") => (on(&self.view_claim), None),
+            ("GET", "/v1/claims/{id}/photos/{sha256}") => {
+                let sha = self.view_photo().await;
+                (on(&self.view_claim).replace("{sha256}", &sha), None)
             }
             ("OPTIONS", UPLOADS) => (route, None),
             ("POST", UPLOADS) => {

@@ -710,3 +710,186 @@ async fn a_completed_upload_lands_in_s3_when_one_is_configured() {
         .join(sha(&data).as_str());
     assert!(!local.exists(), "not in the local folder");
 }
+
+/// Uploads `bytes` in one PATCH as `token` for `claim` and attaches them with
+/// `phash`; the push's result.
+async fn upload_and_attach(
+    w: &World,
+    token: &str,
+    claim: &ClaimId,
+    bytes: &[u8],
+    phash: &str,
+    seq: u64,
+) -> Value {
+    let (s, headers, b) = create(
+        w,
+        token,
+        &sha(bytes),
+        bytes.len(),
+        "claim_photo",
+        &claim.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let loc = h(&headers, "location").to_string();
+    let (s, _, b) = patch(w, token, &loc, 0, bytes, Some(checksum(bytes))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = w
+        .app
+        .post(
+            "/v1/sync/push",
+            Some(token),
+            &json!({"entries": [{"client_seq": seq, "mutation_id": Uuid::now_v7(), "command": "attach_blob",
+                "payload": {"kind": "claim_photo", "target": claim, "sha256": sha(bytes),
+                            "length": bytes.len(), "phash": phash}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["results"][0].clone()
+}
+
+/// Insurer staff see a claim's photos unsealed with the insurer's key (each
+/// view audited), with photos on other claims that look the same flagged;
+/// a blob sealed to another key answers its own code; customers see none.
+async fn staff_see_photos_unsealed_with_duplicates_flagged(db: Db) {
+    let Some(w) = world(db).await else { return };
+    let adjuster_phone = "+919100000408";
+    w.app
+        .seed_user(
+            adjuster_phone,
+            glassguard_protocol::Role::Adjuster,
+            "Asha Adjuster",
+        )
+        .await;
+    let adjuster = w.app.sign_in(adjuster_phone).await.access_token;
+    let (s, key) = w.app.get("/v1/keys/sealing", None).await;
+    assert_eq!(s, StatusCode::OK, "{key}");
+    assert_eq!(key["suite"], "x25519-hkdf-sha256-aes256gcm");
+    let insurer = glassguard_seal::PublicKey::from_bytes(
+        &hex::decode(key["public_key"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+
+    // The customer's photo, sealed to the insurer.
+    let photo: Vec<u8> = [&[0xff, 0xd8, 0xff, 0xe0][..], &blob(5_000, 9)].concat();
+    let sealed = glassguard_seal::seal(&insurer, &photo).unwrap();
+    let r = upload_and_attach(&w, &w.customer, &w.claim, &sealed, "0f0f0f0f0f0f0f0f", 1).await;
+    assert_eq!(r["status"], "applied", "{r}");
+
+    // Another customer files a claim with a photo 3 bits away from it, and
+    // one far from it.
+    let (_, policies) = w.app.get("/v1/policies", Some(&w.other)).await;
+    let other_policy = policies["items"][0]["id"].clone();
+    let other_claim = ClaimId::new();
+    let (s, b) = w
+        .app
+        .post(
+            "/v1/claims",
+            Some(&w.other),
+            &json!({"id": other_claim, "policy_id": other_policy,
+                    "incident_at": w.app.clock_now() - Duration::hours(1), "narrative": "Cracked"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let near = glassguard_seal::seal(&insurer, b"\xff\xd8 near").unwrap();
+    let far = glassguard_seal::seal(&insurer, b"\xff\xd8 far").unwrap();
+    let r = upload_and_attach(&w, &w.other, &other_claim, &near, "0f0f0f0f0f0f0f08", 1).await;
+    assert_eq!(r["status"], "applied", "{r}");
+    let r = upload_and_attach(&w, &w.other, &other_claim, &far, "f0f0f0f0f0f0f0f0", 2).await;
+    assert_eq!(r["status"], "applied", "{r}");
+
+    let (s, b) = w
+        .app
+        .get(&format!("/v1/claims/{}/photos", w.claim), Some(&adjuster))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let items = b["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{b}");
+    assert_eq!(items[0]["sha256"], sha(&sealed).as_str());
+    assert_eq!(items[0]["phash"], "0f0f0f0f0f0f0f0f");
+    assert_eq!(
+        items[0]["duplicates"],
+        json!([{"claim_id": other_claim, "sha256": sha(&near), "distance": 3}]),
+        "only the near photo is flagged"
+    );
+
+    // The photo unseals to exactly what the device sealed, and the view is audited.
+    let url = format!(
+        "{}/v1/claims/{}/photos/{}",
+        w.app.base,
+        w.claim,
+        sha(&sealed)
+    );
+    let resp = w
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&adjuster)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), photo.as_slice());
+    w.app.server.state.store.flush_audit().await;
+    let claim_id = w.claim.to_string();
+    let audit = w
+        .app
+        .server
+        .state
+        .store
+        .audit_entries(Some(&claim_id), 100)
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "claim.photo.view"
+            && e.actor_role == Some(glassguard_protocol::Role::Adjuster)),
+        "the view is in the audit log"
+    );
+
+    // The customer who took it cannot read it back from the server, nor list flags.
+    let resp = w
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&w.customer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A photo not on this claim is not found, even if it exists elsewhere.
+    let (s, _) = w
+        .app
+        .get(
+            &format!("/v1/claims/{}/photos/{}", w.claim, sha(&near)),
+            Some(&adjuster),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A blob sealed to another key: its own code, not a crash.
+    let (_, stranger) = glassguard_seal::PrivateKey::generate();
+    let wrong = glassguard_seal::seal(&stranger, b"\xff\xd8 wrong key").unwrap();
+    let r = upload_and_attach(&w, &w.customer, &w.claim, &wrong, "0000000000000000", 2).await;
+    assert_eq!(r["status"], "applied", "{r}");
+    let (s, b) = w
+        .app
+        .get(
+            &format!("/v1/claims/{}/photos/{}", w.claim, sha(&wrong)),
+            Some(&adjuster),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["code"], "sealed_blob_unreadable");
+}
+
+#[tokio::test]
+async fn staff_see_photos_unsealed_with_duplicates_flagged_on_sqlite() {
+    staff_see_photos_unsealed_with_duplicates_flagged(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn staff_see_photos_unsealed_with_duplicates_flagged_on_postgres() {
+    staff_see_photos_unsealed_with_duplicates_flagged(Db::Postgres).await;
+}

@@ -137,6 +137,9 @@ error_codes! {
     BlobHashMismatch => "blob_hash_mismatch",
     /// The blob to attach has not been completely uploaded by this user.
     BlobNotUploaded => "blob_not_uploaded",
+    /// A stored blob does not open with the insurer's key (sealed to another
+    /// key, or damaged); the device that took it should send it again.
+    SealedBlobUnreadable => "sealed_blob_unreadable",
     /// Something failed on the server; the request id lets support find it.
     Internal => "internal",
     /// A dependency is unavailable; retry later.

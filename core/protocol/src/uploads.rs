@@ -135,6 +135,109 @@ pub struct Attachment {
     pub sha256: BlobHash,
     /// Its length in bytes.
     pub length: u64,
+    /// For photos: the 64-bit perceptual hash of the unsealed image, as 16
+    /// hex digits, which the server compares with other claims' photos to
+    /// flag a photo used twice. Absent for documents (and left out of the
+    /// payload then, so older payload hashes are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phash: Option<PerceptualHash>,
+}
+
+/// A 64-bit perceptual hash (DCT pHash) of a photo, as 16 lowercase hex digits.
+/// Similar photos have hashes a few bits apart ([`PerceptualHash::distance`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PerceptualHash(u64);
+
+impl PerceptualHash {
+    /// Wraps the 64 bits.
+    pub fn new(bits: u64) -> Self {
+        Self(bits)
+    }
+
+    /// The 64 bits.
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Parses 16 hex digits.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.len() != 16 {
+            return Err(ParseError::new(
+                ErrorCode::InvalidRequest,
+                "a perceptual hash is 16 hex digits",
+            ));
+        }
+        u64::from_str_radix(s, 16).map(Self).map_err(|_| {
+            ParseError::new(
+                ErrorCode::InvalidRequest,
+                "a perceptual hash is 16 hex digits",
+            )
+        })
+    }
+
+    /// How many of the 64 bits differ (0 = the same picture as far as the hash can tell).
+    pub fn distance(self, other: PerceptualHash) -> u32 {
+        (self.0 ^ other.0).count_ones()
+    }
+}
+
+impl fmt::Display for PerceptualHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for PerceptualHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PerceptualHash({:016x})", self.0)
+    }
+}
+
+crate::serde_via_parse!(PerceptualHash, "64-bit perceptual hash, 16 hex digits");
+
+/// Photo hashes at most this many bits apart are flagged as the same photo.
+pub const DUPLICATE_PHOTO_DISTANCE: u32 = 10;
+
+/// The insurer's public key that devices seal photos and documents to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SealingKey {
+    /// The HPKE suite: `x25519-hkdf-sha256-aes256gcm`.
+    pub suite: String,
+    /// The X25519 public key, 64 hex digits.
+    pub public_key: String,
+}
+
+/// A photo on a claim as insurer staff see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimPhoto {
+    /// What it is (a claim photo or a technician's job photo).
+    pub kind: BlobKind,
+    /// The sealed blob's name; `GET /v1/claims/{id}/photos/{sha256}` shows it.
+    pub sha256: BlobHash,
+    /// The sealed blob's length in bytes.
+    pub length: u64,
+    /// The perceptual hash the device reported, if any.
+    pub phash: Option<PerceptualHash>,
+    /// When it was attached.
+    pub attached_at: chrono::DateTime<chrono::Utc>,
+    /// Photos on other claims that look the same: a fraud flag for the
+    /// adjuster, not a refusal.
+    pub duplicates: Vec<DuplicatePhoto>,
+}
+
+/// A photo on another claim whose perceptual hash is close to this one's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DuplicatePhoto {
+    /// The other claim.
+    pub claim_id: Uuid,
+    /// The other photo.
+    pub sha256: BlobHash,
+    /// Bits apart (0..=[`DUPLICATE_PHOTO_DISTANCE`]).
+    pub distance: u32,
 }
 
 /// The tus metadata keys our server reads from `Upload-Metadata`.
@@ -150,6 +253,22 @@ pub mod metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perceptual_hashes_round_trip_and_measure_distance() {
+        let a = PerceptualHash::parse("00000000000000ff").unwrap();
+        assert_eq!(a.to_string(), "00000000000000ff");
+        assert_eq!(a.distance(PerceptualHash::new(0)), 8);
+        assert!(PerceptualHash::parse("xyz").is_err());
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json, "00000000000000ff");
+        let att: Attachment = serde_json::from_value(serde_json::json!({
+            "kind": "document", "target": Uuid::nil(), "sha256": "ab".repeat(32), "length": 3
+        }))
+        .unwrap();
+        assert_eq!(att.phash, None);
+        assert!(!serde_json::to_string(&att).unwrap().contains("phash"));
+    }
 
     #[test]
     fn hashes_parse_to_lowercase_and_refuse_the_rest() {
