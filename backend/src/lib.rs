@@ -13,6 +13,7 @@
 //! binary and the tests both use it.
 
 pub mod authz;
+pub mod backup;
 pub mod bot;
 pub mod clock;
 pub mod commands;

@@ -3,6 +3,7 @@
 //! PostgreSQL database).
 
 mod authz_matrix;
+mod backup;
 mod conformance;
 mod harness;
 mod pii;

@@ -26,6 +26,7 @@ pub struct StoryOutcome {
     pub app: TestApp,
     pub admin: String,
     pub policy_id: PolicyId,
+    pub claim_id: ClaimId,
 }
 
 pub fn registration(phone: &str, pan: &str, code: &str) -> serde_json::Value {
@@ -384,6 +385,7 @@ pub async fn run_story(db: Db) -> Option<StoryOutcome> {
         app,
         admin,
         policy_id,
+        claim_id,
     })
 }
 
