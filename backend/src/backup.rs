@@ -33,6 +33,11 @@
 //! manifest, row id = `"<backup id>/<chunk index>/<0|1 last>"`), so chunks
 //! cannot be reordered, moved between files or backups, or cut off.
 //!
+//! With the KMS key source, the wrapped master keys (`keys/` in the object
+//! store) are in the backup like any object, but a restore needs them
+//! first: copy `keys/` into the new object store (from the replicated
+//! bucket, or from an older copy), then restore; the restore leaves them be.
+//!
 //! Not in a backup: the master key (kept apart by the operator: a backup
 //! and its key in one place would be no protection), and unfinished upload
 //! staging files (clients resume those by starting a new upload).
@@ -48,7 +53,7 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DatabaseUrl, Settings};
-use crate::crypto::{DataKey, FieldAad, KeySource, Keyring, LocalKeyFile, WrappedKey};
+use crate::crypto::{DataKey, FieldAad, KeySource, Keyring, WrappedKey};
 use crate::store::Store;
 
 /// Plaintext bytes per encrypted chunk.
@@ -425,8 +430,8 @@ async fn open_backup(
         "backup format {} is not supported",
         manifest.format
     );
-    let master = source
-        .load()
+    let masters = source
+        .load_all()
         .await
         .with_context(|| format!("cannot load the master key ({})", source.describe()))?;
     let mut system = Vec::new();
@@ -436,7 +441,7 @@ async fn open_backup(
             WrappedKey::from_bytes(b64().decode(wrapped)?)?,
         ));
     }
-    let keyring = Keyring::open(master, &system).context(
+    let keyring = Keyring::open_versions(masters, &system).context(
         "this backup was made under another master key: restore with the key source it was made with",
     )?;
     let wrapped = WrappedKey::from_bytes(b64().decode(&manifest.backup_key)?)?;
@@ -471,18 +476,13 @@ pub async fn verify(from: &Path, source: &dyn KeySource) -> anyhow::Result<Manif
     Ok(manifest)
 }
 
-/// The key source the settings name (today: the local key file).
-pub fn key_source(settings: &Settings) -> LocalKeyFile {
-    LocalKeyFile::new(settings.master_key_file.clone())
-}
-
 /// Restores a backup into the empty target the settings name: the SQLite
 /// file (or an empty PostgreSQL database through `pg_restore`) and the
 /// object store. Refuses a target that already holds a database or
 /// objects; checks everything before writing anything.
 pub async fn restore(from: &Path, settings: &Settings) -> anyhow::Result<Manifest> {
-    let source = key_source(settings);
-    let (manifest, key) = open_backup(from, &source).await?;
+    let source = crate::key_source(settings)?;
+    let (manifest, key) = open_backup(from, source.as_ref()).await?;
     let database = manifest
         .files
         .iter()
@@ -490,8 +490,14 @@ pub async fn restore(from: &Path, settings: &Settings) -> anyhow::Result<Manifes
         .context("the backup holds no database")?;
 
     let blobs = crate::uploads::Blobs::open(settings)?;
+    // The wrapped master keys (KMS) are the one thing an operator puts in
+    // place before a restore: the restore needs them to open the backup.
+    let keys_prefix = format!("{}/", crate::crypto::KEYS_PREFIX);
     ensure!(
-        all_objects(blobs.objects().as_ref()).await?.is_empty(),
+        all_objects(blobs.objects().as_ref())
+            .await?
+            .iter()
+            .all(|p| p.as_ref().starts_with(&keys_prefix)),
         "the object store is not empty: restore into an empty one"
     );
 
@@ -582,12 +588,16 @@ pub async fn restore(from: &Path, settings: &Settings) -> anyhow::Result<Manifes
             .object_path
             .as_deref()
             .with_context(|| format!("{}: no object path", f.name))?;
+        let target = ObjectPath::from(path);
+        if path.starts_with(&keys_prefix) && blobs.objects().head(&target).await.is_ok() {
+            continue;
+        }
         let input = std::fs::File::open(from.join(&f.name))?;
         let mut plain = Vec::with_capacity(f.plain_len as usize);
         decrypt_stream(&key, &manifest.id, &f.name, input, &mut plain)?;
         blobs
             .objects()
-            .put(&ObjectPath::from(path), plain.into())
+            .put(&target, plain.into())
             .await
             .with_context(|| format!("cannot write object {path}"))?;
     }

@@ -6,6 +6,8 @@
 //! - `glassguard backup --to DIR [--data-dir DIR]` (encrypted; see `backup`)
 //! - `glassguard restore --from DIR [--data-dir DIR]` (into an empty target)
 //! - `glassguard verify-backup --from DIR [--data-dir DIR]`
+//! - `glassguard keys init --kms KEY_ID` (master key from AWS KMS)
+//! - `glassguard keys rotate [--grace-seconds N]` (while servers run)
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use clap::{Parser, Subcommand};
 use glassguard_protocol::{PhoneNumber, Role, UserId};
 use glassguard_server::clock::SystemClock;
 use glassguard_server::config::{Layer, Settings};
+use glassguard_server::crypto::KeySource as _;
 use glassguard_server::store::{AuditRecord, NewUser};
 
 #[derive(Parser)]
@@ -72,10 +75,35 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Manage the master key (AWS KMS).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the master key in AWS KMS (GenerateDataKey) and store only its
+    /// KMS ciphertext in the object store (`keys/master-v1.json`). Then run
+    /// the server with GLASSGUARD_KMS_KEY_ID set to the same key.
+    Init {
+        /// The KMS key (id, ARN or alias).
+        #[arg(long)]
+        kms: String,
+    },
+    /// Move every data key to a new master key version, while servers run;
+    /// the old version is retired at the end.
+    Rotate {
+        /// How long to wait for running servers to load the new version
+        /// before keys move onto it (they look every 30 s).
+        #[arg(long, default_value_t = 65)]
+        grace_seconds: u64,
     },
 }
 
@@ -197,13 +225,64 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::VerifyBackup { from } => {
             let s = settings(&cli, None, false)?;
-            let source = glassguard_server::backup::key_source(&s);
-            let m = glassguard_server::backup::verify(from, &source).await?;
+            let source = glassguard_server::key_source(&s)?;
+            let m = glassguard_server::backup::verify(from, source.as_ref()).await?;
             println!(
                 "backup {} of {} is intact ({} files)",
                 m.id,
                 m.created_at,
                 m.files.len()
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Init { kms },
+        } => {
+            let mut s = settings(&cli, None, false)?;
+            let k = s
+                .kms
+                .get_or_insert_with(|| glassguard_server::config::KmsSettings {
+                    key_id: kms.clone(),
+                    endpoint: None,
+                    region: None,
+                });
+            k.key_id = kms.clone();
+            if let glassguard_server::config::ObjectStoreUrl::Local(dir) = &s.object_store {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let objects = glassguard_server::uploads::object_store(&s.object_store)?;
+            let source = glassguard_server::kms_source(k, objects);
+            let version = source.init().await?;
+            println!(
+                "master key version {version} created under KMS key {kms}; only its KMS ciphertext is stored ({})",
+                source.describe()
+            );
+            println!("  run the server with GLASSGUARD_KMS_KEY_ID={kms}");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { grace_seconds },
+        } => {
+            let s = settings(&cli, None, false)?;
+            let kms = s
+                .kms
+                .clone()
+                .context("rotation needs the KMS key source: set GLASSGUARD_KMS_KEY_ID")?;
+            let objects = glassguard_server::uploads::object_store(&s.object_store)?;
+            let source = glassguard_server::kms_source(&kms, objects);
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            let r = glassguard_server::rotation::rotate(
+                &state.store,
+                &state.keys,
+                &source,
+                std::time::Duration::from_secs(*grace_seconds),
+            )
+            .await?;
+            state.store.close().await;
+            println!(
+                "rotated from master key version(s) {:?} to {}: {} keys re-wrapped",
+                r.from, r.to, r.moved
             );
             Ok(())
         }

@@ -220,8 +220,8 @@ async fn restore_drill_on_sqlite() {
     assert!(format!("{err:#}").contains("database.enc"), "{err:#}");
     assert!(!restored.join("glassguard.db").exists());
 
-    let source = glassguard_server::backup::key_source(&settings);
-    glassguard_server::backup::verify(&target, &source)
+    let source = glassguard_server::key_source(&settings).unwrap();
+    glassguard_server::backup::verify(&target, source.as_ref())
         .await
         .unwrap();
     glassguard_server::backup::restore(&target, &settings)
