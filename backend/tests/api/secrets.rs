@@ -102,8 +102,14 @@ async fn no_secret_in_logs_backups_or_the_data_directory() {
         .finish();
     // This test's runtime is on this thread: the server's tasks log here.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests register callsites on other threads at the same time; a
+    // registration racing with ours can cache "not interested" (and a low
+    // max level) for them. Recompute once ours is in place, and again once
+    // the server's callsites exist.
+    tracing::callsite::rebuild_interest_cache();
 
     let app = TestApp::spawn(Db::Sqlite).await.unwrap();
+    tracing::callsite::rebuild_interest_cache();
     let story = run_story_on(app).await;
     let app = &story.app;
     let mut secrets = Vec::new();
