@@ -126,9 +126,58 @@ async fn audit(app: &TestApp, token: &str) -> Vec<serde_json::Value> {
     items
 }
 
+/// Every row of every table of a PostgreSQL database, as JSON text, in a
+/// stable order.
+async fn postgres_rows(url: &str) -> Vec<(String, Vec<String>)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for (t,) in tables {
+        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT to_jsonb(t)::text AS j FROM \"{t}\" t ORDER BY j"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        out.push((t, rows.into_iter().map(|(j,)| j).collect()));
+    }
+    let _ = conn.close().await;
+    out
+}
+
+/// The database's rows, whichever it is.
+async fn all_rows(settings: &glassguard_server::config::Settings) -> Vec<(String, Vec<String>)> {
+    match &settings.database {
+        glassguard_server::config::DatabaseUrl::Sqlite(p) => sqlite_rows(p)
+            .into_iter()
+            .map(|(t, rows)| (t, rows.iter().map(|r| format!("{r:?}")).collect()))
+            .collect(),
+        glassguard_server::config::DatabaseUrl::Postgres(u) => {
+            postgres_rows(secrecy::ExposeSecret::expose_secret(u)).await
+        }
+    }
+}
+
 #[tokio::test]
 async fn restore_drill_on_sqlite() {
-    let story = run_story(Db::Sqlite).await.unwrap();
+    restore_drill(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn restore_drill_on_postgres() {
+    restore_drill(Db::Postgres).await;
+}
+
+async fn restore_drill(db: Db) {
+    let Some(story) = run_story(db).await else {
+        return;
+    };
     let app = &story.app;
     let customer = app.sign_in(CUSTOMER).await.access_token;
     let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -147,13 +196,22 @@ async fn restore_drill_on_sqlite() {
     // Back up while the server runs.
     let state = &app.server.state;
     state.store.flush_audit().await;
-    let rows_before = sqlite_rows(&app.db_file());
+    let rows_before = all_rows(&state.settings).await;
+    assert!(rows_before.len() > 10, "{}", rows_before.len());
+    assert!(rows_before.iter().map(|(_, r)| r.len()).sum::<usize>() > 50);
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("backup");
     let manifest = glassguard_server::backup::backup(state, &target)
         .await
         .unwrap();
-    assert_eq!(manifest.database_kind, "sqlite");
+    assert_eq!(
+        manifest.database_kind,
+        if db == Db::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
     assert!(
         manifest
             .files
@@ -183,13 +241,38 @@ async fn restore_drill_on_sqlite() {
     assert!(!data_dir.exists());
 
     let restored = out.path().join("restored");
+    // PostgreSQL: a new, empty database (dropped at the end).
+    let restored_db = match db {
+        Db::Sqlite => None,
+        Db::Postgres => {
+            Some(crate::harness::create_pg_database(&crate::harness::postgres_url().unwrap()).await)
+        }
+    };
+    let restored_url = restored_db.as_ref().map(|(_, url)| url.clone());
     let settings = Layer {
         data_dir: Some(restored.clone()),
         master_key_file: Some(key_file.clone()),
+        database_url: restored_url.clone(),
         ..Layer::default()
     }
     .resolve()
     .unwrap();
+
+    let db_written = || match &restored_url {
+        None => restored.join("glassguard.db").exists(),
+        Some(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async move { !postgres_rows(&url).await.is_empty() })
+            })
+            .join()
+            .unwrap()
+        }
+    };
 
     // Under another master key the backup is refused before anything is written.
     let other_key = out.path().join("other.key");
@@ -199,7 +282,7 @@ async fn restore_drill_on_sqlite() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("another master key"), "{err:#}");
-    assert!(!restored.join("glassguard.db").exists());
+    assert!(!db_written());
 
     // A damaged file is refused, naming the file.
     let damaged = out.path().join("damaged");
@@ -218,7 +301,7 @@ async fn restore_drill_on_sqlite() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("database.enc"), "{err:#}");
-    assert!(!restored.join("glassguard.db").exists());
+    assert!(!db_written());
 
     let source = glassguard_server::key_source(&settings).unwrap();
     glassguard_server::backup::verify(&target, source.as_ref())
@@ -234,7 +317,7 @@ async fn restore_drill_on_sqlite() {
     assert!(format!("{err:#}").contains("empty"), "{err:#}");
 
     // Every table, row for row.
-    let rows_after = sqlite_rows(&restored.join("glassguard.db"));
+    let rows_after = all_rows(&settings).await;
     assert_eq!(rows_before.len(), rows_after.len());
     for ((t1, r1), (t2, r2)) in rows_before.iter().zip(&rows_after) {
         assert_eq!(t1, t2);
@@ -247,6 +330,7 @@ async fn restore_drill_on_sqlite() {
     let app = TestApp::spawn_with(Db::Sqlite, |l| {
         l.data_dir = Some(restored.clone());
         l.master_key_file = Some(key_file.clone());
+        l.database_url = restored_url.clone();
     })
     .await
     .unwrap();
@@ -275,6 +359,22 @@ async fn restore_drill_on_sqlite() {
             "audit entry lost: {entry}"
         );
     }
+    drop(app);
+    if let Some((name, _)) = restored_db {
+        drop_pg_database(&name).await;
+    }
+}
+
+async fn drop_pg_database(name: &str) {
+    use sqlx::Connection;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let admin = crate::harness::postgres_url().unwrap();
+    let mut c = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut c)
+    .await;
 }
 
 fn story_policy(policy: &serde_json::Value) -> String {

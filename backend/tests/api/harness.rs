@@ -54,7 +54,7 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-async fn create_pg_database(admin_url: &str) -> (String, String) {
+pub async fn create_pg_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("gg_test_{}", uuid::Uuid::now_v7().simple());
