@@ -240,6 +240,62 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(ctx.finish()))
 }
 
+/// Splits the password out of a PostgreSQL URL, so the URL can go on a
+/// command line (visible to every user of the machine) and the password
+/// through `PGPASSWORD` (visible only to the process's owner).
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return (url.to_owned(), None);
+    };
+    (
+        format!("{scheme}://{user}@{host}{tail}"),
+        Some(percent_decode(password)),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A PostgreSQL client tool pointed at `url`, its password (if any) in the
+/// environment rather than on the command line.
+fn pg_tool(tool: &str, url: &str) -> std::process::Command {
+    let (url, password) = split_password(url);
+    let mut cmd = std::process::Command::new(tool);
+    cmd.arg("--dbname").arg(url);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
+}
+
 /// Refuses a backup directory that already holds anything, so a backup
 /// never mixes with another.
 fn prepare_target(dir: &Path) -> anyhow::Result<()> {
@@ -341,14 +397,8 @@ pub async fn backup(state: &crate::http::AppState, to: &Path) -> anyhow::Result<
             let (key, id2) = (key.clone(), id.clone());
             // pg_dump's output is read with blocking I/O: on a blocking thread.
             let (plain_len, sha256) = tokio::task::spawn_blocking(move || {
-                let mut child = std::process::Command::new("pg_dump")
-                    .args([
-                        "--format=custom",
-                        "--no-owner",
-                        "--no-privileges",
-                        "--dbname",
-                    ])
-                    .arg(&url)
+                let mut child = pg_tool("pg_dump", &url)
+                    .args(["--format=custom", "--no-owner", "--no-privileges"])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -552,14 +602,8 @@ pub async fn restore(from: &Path, settings: &Settings) -> anyhow::Result<Manifes
             let (key, id, name) = (key.clone(), manifest.id.clone(), database.name.clone());
             // pg_restore is fed with blocking I/O: on a blocking thread.
             tokio::task::spawn_blocking(move || {
-                let mut child = std::process::Command::new("pg_restore")
-                    .args([
-                        "--no-owner",
-                        "--no-privileges",
-                        "--exit-on-error",
-                        "--dbname",
-                    ])
-                    .arg(&url)
+                let mut child = pg_tool("pg_restore", &url)
+                    .args(["--no-owner", "--no-privileges", "--exit-on-error"])
                     .stdin(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -652,6 +696,25 @@ mod tests {
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5] {
             round_trip(len);
         }
+    }
+
+    #[test]
+    fn passwords_stay_off_the_command_line() {
+        assert_eq!(
+            split_password("postgres://gg:s%40cr%3At@db.internal:5432/glassguard?sslmode=require"),
+            (
+                "postgres://gg@db.internal:5432/glassguard?sslmode=require".into(),
+                Some("s@cr:t".into())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://postgres@127.0.0.1:5432/x"),
+            ("postgres://postgres@127.0.0.1:5432/x".into(), None)
+        );
+        assert_eq!(
+            split_password("postgresql://h/x"),
+            ("postgresql://h/x".into(), None)
+        );
     }
 
     #[test]
