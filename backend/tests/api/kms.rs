@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use glassguard_protocol::Role;
 use glassguard_server::crypto::{Keyring, KmsKeySource, MasterKey};
 use reqwest::StatusCode;
@@ -116,6 +117,28 @@ impl Moto {
         aws_sdk_kms::Client::new(&conf)
     }
 
+    /// Decrypts a stored master key ciphertext as the server would (the
+    /// test's own look at the key, to search for it).
+    async fn decrypt(&self, ciphertext: &serde_json::Value, key: &str, version: u32) -> Vec<u8> {
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(ciphertext.as_str().unwrap())
+            .unwrap();
+        let out = self
+            .client()
+            .await
+            .decrypt()
+            .key_id(key)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
+            .encryption_context("glassguard", "master-key")
+            .encryption_context("version", version.to_string())
+            .send()
+            .await
+            .unwrap();
+        let plain = out.plaintext().unwrap().as_ref().to_vec();
+        assert_eq!(plain.len(), 32);
+        plain
+    }
+
     /// A new symmetric KMS key; its id.
     pub async fn create_key(&self) -> String {
         let out = self.client().await.create_key().send().await.unwrap();
@@ -136,7 +159,19 @@ impl Moto {
 
 /// Runs the `glassguard` binary with the KMS settings in its environment.
 fn glassguard(data_dir: &Path, key_id: &str, endpoint: &str, args: &[&str]) -> (bool, String) {
+    glassguard_logging(data_dir, key_id, endpoint, args, "info")
+}
+
+fn glassguard_logging(
+    data_dir: &Path,
+    key_id: &str,
+    endpoint: &str,
+    args: &[&str],
+    log: &str,
+) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_glassguard"))
+        .env("GLASSGUARD_LOG", log)
+        .env_remove("RUST_BACKTRACE")
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -199,9 +234,23 @@ async fn kms_init_boot_and_refusals_through_the_binary() {
     );
     assert!(!ok && text.contains("exists already"), "{text}");
 
-    // Boots through KMS (no key file anywhere).
-    let (ok, text) = glassguard(&data, &key, &moto.endpoint, &admin);
+    // Boots through KMS (no key file anywhere), logging at TRACE: the
+    // master key KMS returned is nowhere in the output (the AWS SDK's
+    // traces included), as raw bytes, hex or base64.
+    let (ok, text) = glassguard_logging(&data, &key, &moto.endpoint, &admin, "trace");
     assert!(ok, "{text}");
+    assert!(text.len() > 10_000 && text.contains("TRACE"), "{text}");
+    let master = moto.decrypt(&stored["ciphertext"], &key, 1).await;
+    for form in [
+        hex::encode(&master),
+        base64::engine::general_purpose::STANDARD.encode(&master),
+        String::from_utf8_lossy(&master).into_owned(),
+    ] {
+        assert!(
+            !text.contains(form.trim_end_matches('=')),
+            "the master key is in the logs"
+        );
+    }
     assert!(data.join("glassguard.db").exists());
     assert!(
         !data.join("master.key").exists(),
