@@ -108,6 +108,19 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// How long an unfinished upload is kept after its last chunk.
     pub upload_ttl: Duration,
+    /// The master key from AWS KMS instead of the local key file.
+    pub kms: Option<KmsSettings>,
+}
+
+/// Where the master key comes from when it comes from AWS KMS.
+#[derive(Clone, Debug)]
+pub struct KmsSettings {
+    /// The KMS key (id, ARN or alias).
+    pub key_id: String,
+    /// Another KMS endpoint (a local test server); AWS's by default.
+    pub endpoint: Option<String>,
+    /// The region, when not from the usual AWS environment.
+    pub region: Option<String>,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -148,6 +161,12 @@ pub struct Layer {
     pub upload_max_bytes: Option<u64>,
     /// `upload_ttl_seconds`.
     pub upload_ttl_seconds: Option<u64>,
+    /// `kms_key_id`: take the master key from this AWS KMS key.
+    pub kms_key_id: Option<String>,
+    /// `kms_endpoint`.
+    pub kms_endpoint: Option<String>,
+    /// `kms_region`.
+    pub kms_region: Option<String>,
 }
 
 impl Layer {
@@ -184,6 +203,9 @@ impl Layer {
             object_store_url: var("OBJECT_STORE_URL"),
             upload_max_bytes: num("UPLOAD_MAX_BYTES")?,
             upload_ttl_seconds: num("UPLOAD_TTL_SECONDS")?,
+            kms_key_id: var("KMS_KEY_ID"),
+            kms_endpoint: var("KMS_ENDPOINT"),
+            kms_region: var("KMS_REGION"),
         })
     }
 
@@ -214,6 +236,9 @@ impl Layer {
             object_store_url: other.object_store_url.or(self.object_store_url),
             upload_max_bytes: other.upload_max_bytes.or(self.upload_max_bytes),
             upload_ttl_seconds: other.upload_ttl_seconds.or(self.upload_ttl_seconds),
+            kms_key_id: other.kms_key_id.or(self.kms_key_id),
+            kms_endpoint: other.kms_endpoint.or(self.kms_endpoint),
+            kms_region: other.kms_region.or(self.kms_region),
         }
     }
 
@@ -273,7 +298,18 @@ impl Layer {
                 "upload_ttl_seconds must be between 60 and 2592000 (30 days)".into(),
             ));
         }
+        if self.kms_key_id.is_none() && (self.kms_endpoint.is_some() || self.kms_region.is_some()) {
+            return Err(ConfigError(
+                "kms_endpoint / kms_region are set but kms_key_id is not".into(),
+            ));
+        }
+        let kms = self.kms_key_id.map(|key_id| KmsSettings {
+            key_id,
+            endpoint: self.kms_endpoint,
+            region: self.kms_region,
+        });
         Ok(Settings {
+            kms,
             object_store,
             upload_max_bytes,
             upload_ttl: Duration::from_secs(upload_ttl),
@@ -338,6 +374,7 @@ fn unreachable_defaults() -> Settings {
         sms_webhook_secret: None,
         object_store: ObjectStoreUrl::Local(PathBuf::from("./data/objects")),
         upload_max_bytes: 64 * 1024 * 1024,
+        kms: None,
         upload_ttl: Duration::from_secs(24 * 3600),
     }
 }

@@ -13,6 +13,7 @@
 //! binary and the tests both use it.
 
 pub mod authz;
+pub mod backup;
 pub mod bot;
 pub mod clock;
 pub mod commands;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod limits;
 pub mod notifier;
 pub mod plans;
+pub mod rotation;
 pub mod store;
 pub mod uploads;
 
@@ -34,7 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::crypto::{KeySource, LocalKeyFile};
+use crate::crypto::{KeySource, KmsKeySource, LocalKeyFile};
 use crate::http::AppState;
 use crate::store::Store;
 
@@ -49,6 +51,7 @@ pub struct Server {
     pub notify: Arc<tokio::sync::Notify>,
     serve: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
+    key_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -57,6 +60,9 @@ impl Server {
         let r = (&mut self.serve).await;
         self.state.store.flush_audit().await;
         self.worker.abort();
+        if let Some(t) = &self.key_refresh {
+            t.abort();
+        }
         r.context("server task failed")
     }
 }
@@ -65,6 +71,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.serve.abort();
         self.worker.abort();
+        if let Some(t) = &self.key_refresh {
+            t.abort();
+        }
         // Write what the audit writer holds, then give the database its
         // connections back (a stopped server must not hold them until the
         // pool's idle timeout: PostgreSQL has a connection limit).
@@ -78,24 +87,67 @@ impl Drop for Server {
     }
 }
 
+/// The master key source the settings name: AWS KMS when a KMS key id is
+/// set (the wrapped master key in the object store, under `keys/`), else
+/// the local key file.
+pub fn key_source(settings: &Settings) -> anyhow::Result<Box<dyn KeySource>> {
+    let Some(kms) = &settings.kms else {
+        return Ok(Box::new(LocalKeyFile::new(
+            settings.master_key_file.clone(),
+        )));
+    };
+    if let config::ObjectStoreUrl::Local(dir) = &settings.object_store {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "no wrapped master key: the object folder {} does not exist (run `glassguard keys init --kms {}` first)",
+            dir.display(),
+            kms.key_id
+        );
+    }
+    let objects = uploads::object_store(&settings.object_store)
+        .context("cannot open the object store that holds the wrapped master key")?;
+    Ok(Box::new(kms_source(kms, objects)))
+}
+
+/// The KMS key source for these settings over `objects`.
+pub fn kms_source(
+    kms: &config::KmsSettings,
+    objects: Arc<dyn object_store::ObjectStore>,
+) -> KmsKeySource {
+    KmsKeySource::new(kms.key_id.clone(), objects)
+        .with_endpoint(kms.endpoint.clone())
+        .with_region(kms.region.clone())
+}
+
 /// Builds the application state: storage, keys, policies, catalog.
 pub async fn build_state(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let source = key_source(&settings)?;
+    build_state_with(settings, clock, source.as_ref()).await
+}
+
+/// [`build_state`] with a given master key source.
+pub async fn build_state_with(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    source: &dyn KeySource,
+) -> anyhow::Result<AppState> {
+    // The master key first: a server that cannot have it writes nothing.
+    let masters = source
+        .load_all()
+        .await
+        .with_context(|| format!("cannot load the master key ({})", source.describe()))?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
             settings.data_dir.display()
         )
     })?;
+    tracing::info!(source = %source.describe(), "master key loaded");
     let store = Store::open(&settings.database)
         .await
         .context("cannot open the database")?;
-    let source = LocalKeyFile::new(settings.master_key_file.clone());
-    let master = source
-        .load()
-        .await
-        .with_context(|| format!("cannot load the master key ({})", source.describe()))?;
     let keys = store
-        .open_keyring(master)
+        .open_keyring(masters)
         .await
         .context("cannot open the keyring: is this the master key this database was made with?")?;
     let authz = match &settings.policies_dir {
@@ -140,7 +192,25 @@ pub async fn launch_with_listener(
     clock: Arc<dyn Clock>,
     listener: TcpListener,
 ) -> anyhow::Result<Server> {
-    let state = build_state(settings, clock).await?;
+    let source = key_source(&settings)?;
+    launch_with_key_source(settings, clock, listener, source.as_ref(), None).await
+}
+
+/// [`launch_with_listener`] with a given master key source; with `kms`, the
+/// server also picks up new master key versions as a rotation makes them
+/// (see [`rotation`]).
+pub async fn launch_with_key_source(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    source: &dyn KeySource,
+    kms: Option<KmsKeySource>,
+) -> anyhow::Result<Server> {
+    let kms = kms.or_else(|| {
+        let objects = uploads::object_store(&settings.object_store).ok()?;
+        Some(kms_source(settings.kms.as_ref()?, objects))
+    });
+    let state = build_state_with(settings, clock, source).await?;
     if state.settings.demo {
         demo::seed(&state).await.context("cannot seed demo data")?;
     }
@@ -159,6 +229,19 @@ pub async fn launch_with_listener(
         sender,
         notify.clone(),
     ));
+    let key_refresh = kms.map(|source| {
+        let keys = state.keys.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(rotation::REFRESH_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = rotation::refresh(&keys, &source).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot refresh the master key versions");
+                }
+            }
+        })
+    });
     let app = http::app(state.clone());
     let serve = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -172,5 +255,6 @@ pub async fn launch_with_listener(
         notify,
         serve,
         worker,
+        key_refresh,
     })
 }

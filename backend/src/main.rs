@@ -3,6 +3,11 @@
 //! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]`
 //! - `glassguard admin create --phone PHONE --name NAME [--data-dir DIR]`
 //! - `glassguard sms-inbox [--to PHONE] [--limit N] [--data-dir DIR]`
+//! - `glassguard backup --to DIR [--data-dir DIR]` (encrypted; see `backup`)
+//! - `glassguard restore --from DIR [--data-dir DIR]` (into an empty target)
+//! - `glassguard verify-backup --from DIR [--data-dir DIR]`
+//! - `glassguard keys init --kms KEY_ID` (master key from AWS KMS)
+//! - `glassguard keys rotate [--grace-seconds N]` (while servers run)
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use clap::{Parser, Subcommand};
 use glassguard_protocol::{PhoneNumber, Role, UserId};
 use glassguard_server::clock::SystemClock;
 use glassguard_server::config::{Layer, Settings};
+use glassguard_server::crypto::KeySource as _;
 use glassguard_server::store::{AuditRecord, NewUser};
 
 #[derive(Parser)]
@@ -48,10 +54,56 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         limit: i64,
     },
+    /// Write a consistent, encrypted backup of the database and the object
+    /// store into a new directory (safe while the server runs). Restoring it
+    /// needs the same master key: keep the key file apart from the backup.
+    Backup {
+        /// The backup directory (new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty data directory / database / object
+    /// store; refuses a target that holds data. Needs the backup's master key.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Check a backup (hashes, master key, every file decrypts) without restoring it.
+    VerifyBackup {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Manage the master key (AWS KMS).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the master key in AWS KMS (GenerateDataKey) and store only its
+    /// KMS ciphertext in the object store (`keys/master-v1.json`). Then run
+    /// the server with GLASSGUARD_KMS_KEY_ID set to the same key.
+    Init {
+        /// The KMS key (id, ARN or alias).
+        #[arg(long)]
+        kms: String,
+    },
+    /// Move every data key to a new master key version, while servers run;
+    /// the old version is retired at the end.
+    Rotate {
+        /// How long to wait for running servers to load the new version
+        /// before keys move onto it (they look every 30 s).
+        #[arg(long, default_value_t = 65)]
+        grace_seconds: u64,
     },
 }
 
@@ -144,6 +196,94 @@ async fn main() -> anyhow::Result<()> {
                     m.body
                 );
             }
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let s = settings(&cli, None, false)?;
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            let m = glassguard_server::backup::backup(&state, to).await?;
+            state.store.close().await;
+            println!(
+                "backup {} written to {} ({} files, schema {})",
+                m.id,
+                to.display(),
+                m.files.len(),
+                m.schema_version
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let s = settings(&cli, None, false)?;
+            let m = glassguard_server::backup::restore(from, &s).await?;
+            println!(
+                "backup {} of {} restored ({} files)",
+                m.id,
+                m.created_at,
+                m.files.len()
+            );
+            Ok(())
+        }
+        Command::VerifyBackup { from } => {
+            let s = settings(&cli, None, false)?;
+            let source = glassguard_server::key_source(&s)?;
+            let m = glassguard_server::backup::verify(from, source.as_ref()).await?;
+            println!(
+                "backup {} of {} is intact ({} files)",
+                m.id,
+                m.created_at,
+                m.files.len()
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Init { kms },
+        } => {
+            let mut s = settings(&cli, None, false)?;
+            let k = s
+                .kms
+                .get_or_insert_with(|| glassguard_server::config::KmsSettings {
+                    key_id: kms.clone(),
+                    endpoint: None,
+                    region: None,
+                });
+            k.key_id = kms.clone();
+            if let glassguard_server::config::ObjectStoreUrl::Local(dir) = &s.object_store {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let objects = glassguard_server::uploads::object_store(&s.object_store)?;
+            let source = glassguard_server::kms_source(k, objects);
+            let version = source.init().await?;
+            println!(
+                "master key version {version} created under KMS key {kms}; only its KMS ciphertext is stored ({})",
+                source.describe()
+            );
+            println!("  run the server with GLASSGUARD_KMS_KEY_ID={kms}");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { grace_seconds },
+        } => {
+            let s = settings(&cli, None, false)?;
+            let kms = s
+                .kms
+                .clone()
+                .context("rotation needs the KMS key source: set GLASSGUARD_KMS_KEY_ID")?;
+            let objects = glassguard_server::uploads::object_store(&s.object_store)?;
+            let source = glassguard_server::kms_source(&kms, objects);
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            let r = glassguard_server::rotation::rotate(
+                &state.store,
+                &state.keys,
+                &source,
+                std::time::Duration::from_secs(*grace_seconds),
+            )
+            .await?;
+            state.store.close().await;
+            println!(
+                "rotated from master key version(s) {:?} to {}: {} keys re-wrapped",
+                r.from, r.to, r.moved
+            );
             Ok(())
         }
         Command::Admin {

@@ -49,6 +49,11 @@ pub fn ensure_aarch64(installer: &mut Installer) -> Result<bool> {
 /// (`tests/tus/`), pinned; in the venv `<target>/xtask/venv-tus`.
 pub const TUSPY: &str = "tuspy==1.1.0";
 
+/// The local AWS API server the KMS key source tests drive
+/// (`backend/tests/api/kms.rs`), pinned; in the venv `<target>/xtask/venv-moto`,
+/// where the tests find it (or through `$GLASSGUARD_MOTO_PYTHON`).
+pub const MOTO: &str = "moto[server]==5.1.0";
+
 /// Checks for, and installs if missing, everything the checks need.
 pub fn ensure(installer: &mut Installer) -> Result<()> {
     installer.rust_target(WASM_TARGET)?;
@@ -64,5 +69,6 @@ pub fn ensure(installer: &mut Installer) -> Result<()> {
         installer.apt_packages(&["python3-venv"])?;
     }
     installer.python_venv("tus", &[TUSPY])?;
+    installer.python_venv("moto", &[MOTO])?;
     Ok(())
 }

@@ -102,4 +102,10 @@ pub enum CryptoError {
     /// here; kept as an error rather than a panic).
     #[error("key derivation failed")]
     KeyDerivation,
+
+    /// The KMS key source could not produce the master key (KMS
+    /// unreachable, key refused, wrapped key missing or corrupt). The
+    /// message says which, and what to do.
+    #[error("KMS key source: {0}")]
+    Kms(String),
 }

@@ -24,7 +24,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
@@ -190,9 +191,10 @@ fn check_row_binding(binding: &str) -> Result<()> {
 
 struct Inner {
     /// The version new wraps use: the newest master key loaded.
-    current: u32,
-    /// KEKs by master key version. One entry today; rotation adds more.
-    keks: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    current: AtomicU32,
+    /// KEKs by master key version: one normally, several during a rotation
+    /// (every wrapped key names its version, so all of them keep opening).
+    keks: RwLock<BTreeMap<u32, Zeroizing<[u8; 32]>>>,
     blind_index_key: Zeroizing<[u8; 32]>,
     otp_key: Zeroizing<[u8; 32]>,
 }
@@ -243,9 +245,21 @@ impl Keyring {
     /// purpose -> [`CryptoError::MissingSystemKey`]. Unknown purposes are
     /// ignored so newer system keys don't break older code.
     pub fn open(master: MasterKey, stored: &[(String, WrappedKey)]) -> Result<Keyring> {
-        let version = master.version();
-        let kek = derive_kek(&master)?;
-        drop(master);
+        Self::open_versions(vec![master], stored)
+    }
+
+    /// Like [`Keyring::open`] with several master key versions loaded (as
+    /// during a rotation): new wraps use the newest; each stored system key
+    /// opens under the version it names.
+    pub fn open_versions(
+        masters: Vec<MasterKey>,
+        stored: &[(String, WrappedKey)],
+    ) -> Result<Keyring> {
+        let mut keks = BTreeMap::new();
+        for master in masters {
+            keks.insert(master.version(), derive_kek(&master)?);
+        }
+        let current = *keks.keys().next_back().ok_or(CryptoError::WrongMasterKey)?;
 
         let unwrap_system = |purpose: &str| -> Result<Zeroizing<[u8; 32]>> {
             let wrapped = stored
@@ -253,19 +267,69 @@ impl Keyring {
                 .find(|(p, _)| p == purpose)
                 .map(|(_, w)| w)
                 .ok_or_else(|| CryptoError::MissingSystemKey(purpose.to_owned()))?;
-            if wrapped.master_version() != version {
-                // A different master key version than the one configured:
-                // for start-up this is the same failure as a wrong key.
-                return Err(CryptoError::WrongMasterKey);
-            }
-            unwrap(&kek, &system_binding(purpose), wrapped).map_err(|e| match e {
+            // A version that is not loaded: for start-up this is the same
+            // failure as a wrong key.
+            let kek = keks
+                .get(&wrapped.master_version())
+                .ok_or(CryptoError::WrongMasterKey)?;
+            unwrap(kek, &system_binding(purpose), wrapped).map_err(|e| match e {
                 CryptoError::Decrypt => CryptoError::WrongMasterKey,
                 other => other,
             })
         };
         let blind_index_key = unwrap_system(SYSTEM_KEY_BLIND_INDEX)?;
         let otp_key = unwrap_system(SYSTEM_KEY_OTP)?;
-        Ok(Self::from_parts(version, kek, blind_index_key, otp_key))
+        Ok(Self {
+            inner: Arc::new(Inner {
+                current: AtomicU32::new(current),
+                keks: RwLock::new(keks),
+                blind_index_key,
+                otp_key,
+            }),
+        })
+    }
+
+    /// Loads another master key version into a running keyring (every clone
+    /// sees it). A newer version becomes the one new wraps use; keys wrapped
+    /// under the older ones keep opening until they are retired.
+    pub fn add_master(&self, master: MasterKey) -> Result<()> {
+        let version = master.version();
+        let kek = derive_kek(&master)?;
+        drop(master);
+        self.keks_mut().insert(version, kek);
+        self.inner.current.fetch_max(version, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Forgets an old master key version after a rotation moved every key
+    /// off it. The current version cannot be retired.
+    pub fn retire_master(&self, version: u32) -> Result<()> {
+        if version == self.master_version() {
+            return Err(CryptoError::UnknownMasterVersion(version));
+        }
+        self.keks_mut().remove(&version);
+        Ok(())
+    }
+
+    /// The master key versions loaded, oldest first.
+    pub fn master_versions(&self) -> Vec<u32> {
+        self.keks_read().keys().copied().collect()
+    }
+
+    fn keks_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Zeroizing<[u8; 32]>>> {
+        // A panic while holding the lock cannot leave the map half-changed
+        // (insert/remove are single steps): recover from poisoning.
+        self.inner
+            .keks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keks_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u32, Zeroizing<[u8; 32]>>> {
+        self.inner
+            .keks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn from_parts(
@@ -276,8 +340,8 @@ impl Keyring {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                current: version,
-                keks: BTreeMap::from([(version, kek)]),
+                current: AtomicU32::new(version),
+                keks: RwLock::new(BTreeMap::from([(version, kek)])),
                 blind_index_key,
                 otp_key,
             }),
@@ -286,14 +350,15 @@ impl Keyring {
 
     /// The master key version new keys are wrapped under.
     pub fn master_version(&self) -> u32 {
-        self.inner.current
+        self.inner.current.load(Ordering::SeqCst)
     }
 
-    fn kek(&self, version: u32) -> Result<&[u8; 32]> {
-        self.inner
-            .keks
+    /// A copy of one version's KEK (zeroized when dropped), so no lock is
+    /// held while it is used.
+    fn kek(&self, version: u32) -> Result<Zeroizing<[u8; 32]>> {
+        self.keks_read()
             .get(&version)
-            .map(|k| &**k)
+            .cloned()
             .ok_or(CryptoError::UnknownMasterVersion(version))
     }
 
@@ -304,8 +369,8 @@ impl Keyring {
         check_row_binding(binding)?;
         let mut bytes = Zeroizing::new([0u8; 32]);
         tokens::try_fill(bytes.as_mut_slice())?;
-        let version = self.inner.current;
-        let wrapped = wrap(self.kek(version)?, version, binding, &bytes)?;
+        let version = self.master_version();
+        let wrapped = wrap(&*self.kek(version)?, version, binding, &bytes)?;
         Ok((DataKey::from_bytes(*bytes), wrapped))
     }
 
@@ -314,7 +379,7 @@ impl Keyring {
     /// [`CryptoError::UnknownMasterVersion`] if its version is not loaded.
     pub fn unwrap_data_key(&self, binding: &str, wrapped: &WrappedKey) -> Result<DataKey> {
         check_row_binding(binding)?;
-        let key = unwrap(self.kek(wrapped.master_version())?, binding, wrapped)?;
+        let key = unwrap(&*self.kek(wrapped.master_version())?, binding, wrapped)?;
         Ok(DataKey::from_bytes(*key))
     }
 
@@ -323,9 +388,9 @@ impl Keyring {
     /// system keys (`"system/<purpose>"`): the key itself never leaves this
     /// function.
     pub fn rewrap(&self, binding: &str, wrapped: &WrappedKey) -> Result<WrappedKey> {
-        let key = unwrap(self.kek(wrapped.master_version())?, binding, wrapped)?;
-        let version = self.inner.current;
-        wrap(self.kek(version)?, version, binding, &key)
+        let key = unwrap(&*self.kek(wrapped.master_version())?, binding, wrapped)?;
+        let version = self.master_version();
+        wrap(&*self.kek(version)?, version, binding, &key)
     }
 
     /// Blind index: HMAC-SHA256(blind key, domain || 0x00 || value)
@@ -394,8 +459,8 @@ fn otp_message(purpose: &str, phone: &str, challenge_id: &str, code: &str) -> Ze
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
-            .field("master_version", &self.inner.current)
-            .field("kek_versions", &self.inner.keks.keys().collect::<Vec<_>>())
+            .field("master_version", &self.master_version())
+            .field("kek_versions", &self.master_versions())
             .field("keys", &"[redacted]")
             .finish()
     }
@@ -599,11 +664,11 @@ mod tests {
         let relabelled = WrappedKey::from_bytes(bytes).expect("shape ok");
         let both = Keyring {
             inner: Arc::new(Inner {
-                current: 7,
-                keks: BTreeMap::from([
+                current: AtomicU32::new(7),
+                keks: RwLock::new(BTreeMap::from([
                     (7, Zeroizing::new([0x11; 32])),
                     (8, Zeroizing::new([0x11; 32])),
-                ]),
+                ])),
                 blind_index_key: Zeroizing::new([0; 32]),
                 otp_key: Zeroizing::new([0; 32]),
             }),
@@ -648,6 +713,51 @@ mod tests {
             .expect("rewrap");
         assert!(k.rewrap("system/otp", &stored[0].1).is_err());
         let _ = (otp, blind);
+    }
+
+    #[test]
+    fn a_rotation_moves_keys_to_the_new_version_and_the_old_one_goes() {
+        let (m1, m1b) = pair(1);
+        let (m2, m2b) = pair(2);
+        let (k, stored) = Keyring::generate(m1).expect("k");
+        let (dek, wrapped) = k.new_data_key("claims/1").expect("dek");
+        let other = k.clone();
+        k.add_master(m2).expect("add");
+        // Every clone sees the new version; new wraps use it.
+        assert_eq!(other.master_version(), 2);
+        assert_eq!(other.master_versions(), [1, 2]);
+        assert_eq!(
+            other
+                .new_data_key("claims/2")
+                .expect("dek")
+                .1
+                .master_version(),
+            2
+        );
+        // Old wraps still open; a rewrap moves them to version 2.
+        let moved = other.rewrap("claims/1", &wrapped).expect("rewrap");
+        assert_eq!(moved.master_version(), 2);
+        let system: Vec<_> = stored
+            .iter()
+            .map(|(p, w)| (p.clone(), k.rewrap(&system_binding(p), w).expect("rewrap")))
+            .collect();
+        assert!(k.retire_master(2).is_err(), "the current version stays");
+        k.retire_master(1).expect("retire");
+        assert!(matches!(
+            other.unwrap_data_key("claims/1", &wrapped),
+            Err(CryptoError::UnknownMasterVersion(1))
+        ));
+        let back = other.unwrap_data_key("claims/1", &moved).expect("unwrap");
+        assert_eq!(back.expose(), dek.expose());
+
+        // After a restart: version 2 alone opens everything; version 1 alone
+        // opens nothing.
+        let reopened = Keyring::open(m2b, &system).expect("open v2");
+        assert!(reopened.unwrap_data_key("claims/1", &moved).is_ok());
+        assert!(matches!(
+            Keyring::open(m1b, &system),
+            Err(CryptoError::WrongMasterKey)
+        ));
     }
 
     #[test]
@@ -715,7 +825,7 @@ mod tests {
         for key in [
             &*k.inner.blind_index_key,
             &*k.inner.otp_key,
-            &*k.inner.keks[&1],
+            &*k.kek(1).expect("kek"),
         ] {
             assert!(!dbg.contains(&hex::encode(key)[..8]), "{dbg}");
         }

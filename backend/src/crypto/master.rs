@@ -6,9 +6,9 @@
 //! encrypts data directly and is never stored in the database.
 //!
 //! [`LocalKeyFile`] is the zero-configuration source: a hex key in a file
-//! with owner-only permissions, created on first run. A KMS-backed source
-//! will implement the same trait, which is why [`KeySource::load`] returns a
-//! future.
+//! with owner-only permissions, created on first run.
+//! [`KmsKeySource`](super::KmsKeySource) implements the same trait with AWS
+//! KMS, which is why [`KeySource::load`] returns a future.
 
 use std::fmt;
 use std::future::Future;
@@ -60,6 +60,12 @@ impl fmt::Debug for MasterKey {
 pub trait KeySource: Send + Sync + fmt::Debug {
     /// Loads (or on first run creates) the master key.
     fn load(&self) -> Pin<Box<dyn Future<Output = Result<MasterKey>> + Send + '_>>;
+
+    /// Every master key version that must be loaded, oldest first: more
+    /// than one only while a rotation is moving keys between versions.
+    fn load_all(&self) -> Pin<Box<dyn Future<Output = Result<Vec<MasterKey>>> + Send + '_>> {
+        Box::pin(async move { Ok(vec![self.load().await?]) })
+    }
 
     /// Human description for start-up logs, e.g. "local key file
     /// ./data/master.key" (never key material).

@@ -2,8 +2,9 @@
 //!
 //! How data flows:
 //!
-//! 1. At start-up a [`KeySource`] ([`LocalKeyFile`] by default, a KMS later)
-//!    yields the [`MasterKey`].
+//! 1. At start-up a [`KeySource`] ([`LocalKeyFile`] by default,
+//!    [`KmsKeySource`] at scale) yields the [`MasterKey`] (several versions
+//!    while a rotation runs).
 //! 2. [`Keyring::generate`] (first run) or [`Keyring::open`] (later runs)
 //!    derives the key-encryption key (KEK) from it with HKDF-SHA256 and
 //!    unwraps, or creates, the system keys: the blind-index key and the OTP
@@ -27,6 +28,7 @@ mod field;
 mod gcm;
 mod insurer;
 mod keyring;
+mod kms;
 mod master;
 pub mod tokens;
 
@@ -34,5 +36,6 @@ pub use error::{CryptoError, Result};
 pub use field::{DataKey, FieldAad};
 pub use insurer::{InsurerKey, SUITE as SEALING_SUITE};
 pub use keyring::{Keyring, SYSTEM_KEY_BLIND_INDEX, SYSTEM_KEY_OTP, WrappedKey};
+pub use kms::{KEYS_PREFIX, KmsKeySource, WrappedMasterKey};
 pub use master::{KeySource, LocalKeyFile, MasterKey};
 pub use tokens::{random_bytes, random_code, random_digits, random_token, token_hash};

@@ -150,6 +150,29 @@ impl std::fmt::Debug for Blobs {
     }
 }
 
+/// The object store a URL names. A local folder must exist already
+/// (nothing is created here: the KMS key source reads through this before
+/// the server may write anything).
+pub fn object_store(url: &ObjectStoreUrl) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match url {
+        ObjectStoreUrl::Local(dir) => Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .with_context(|| format!("object folder {}", dir.display()))?,
+        ),
+        ObjectStoreUrl::S3 { bucket, prefix } => {
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .context("S3 object store")?;
+            if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
+            }
+        }
+    })
+}
+
 /// The object path of a blob.
 pub fn blob_path(sha256: &BlobHash) -> ObjectPath {
     ObjectPath::from(format!("blobs/{}", sha256.as_str()))
@@ -158,27 +181,11 @@ pub fn blob_path(sha256: &BlobHash) -> ObjectPath {
 impl Blobs {
     /// Opens the object store the settings name and the staging folder.
     pub fn open(settings: &Settings) -> anyhow::Result<Blobs> {
-        let objects: Arc<dyn ObjectStore> = match &settings.object_store {
-            ObjectStoreUrl::Local(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(dir)
-                        .with_context(|| format!("object folder {}", dir.display()))?,
-                )
-            }
-            ObjectStoreUrl::S3 { bucket, prefix } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .context("S3 object store")?;
-                if prefix.is_empty() {
-                    Arc::new(s3)
-                } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
-                }
-            }
-        };
+        if let ObjectStoreUrl::Local(dir) = &settings.object_store {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let objects = object_store(&settings.object_store)?;
         let staging = settings.data_dir.join("uploads");
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("cannot create {}", staging.display()))?;

@@ -54,7 +54,7 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-async fn create_pg_database(admin_url: &str) -> (String, String) {
+pub async fn create_pg_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("gg_test_{}", uuid::Uuid::now_v7().simple());
@@ -78,6 +78,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: Db, tweak: impl FnOnce(&mut Layer)) -> Option<TestApp> {
+        Self::spawn_with_kms(db, tweak, None).await
+    }
+
+    /// A server whose master key comes from this KMS key source (in place
+    /// of the one the settings name, so a test can give it credentials).
+    pub async fn spawn_with_kms(
+        db: Db,
+        tweak: impl FnOnce(&mut Layer),
+        kms: Option<glassguard_server::crypto::KmsKeySource>,
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
         let mut layer = Layer {
             data_dir: Some(dir.path().to_path_buf()),
@@ -95,9 +105,20 @@ impl TestApp {
         let settings = layer.resolve().unwrap();
         let clock = ManualClock::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = launch_with_listener(settings, Arc::new(clock.clone()), listener)
-            .await
-            .unwrap();
+        let server = match kms {
+            None => launch_with_listener(settings, Arc::new(clock.clone()), listener).await,
+            Some(k) => {
+                glassguard_server::launch_with_key_source(
+                    settings,
+                    Arc::new(clock.clone()),
+                    listener,
+                    &k,
+                    Some(k.clone()),
+                )
+                .await
+            }
+        }
+        .unwrap();
         let base = format!("http://{}", server.addr);
         Some(TestApp {
             server,

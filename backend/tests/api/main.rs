@@ -3,10 +3,13 @@
 //! PostgreSQL database).
 
 mod authz_matrix;
+mod backup;
 mod conformance;
 mod harness;
+mod kms;
 mod pii;
 mod refusals;
+mod secrets;
 mod story;
 mod sync;
 mod uploads;

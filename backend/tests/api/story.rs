@@ -26,6 +26,7 @@ pub struct StoryOutcome {
     pub app: TestApp,
     pub admin: String,
     pub policy_id: PolicyId,
+    pub claim_id: ClaimId,
 }
 
 pub fn registration(phone: &str, pan: &str, code: &str) -> serde_json::Value {
@@ -82,6 +83,11 @@ pub async fn transition(
 
 pub async fn run_story(db: Db) -> Option<StoryOutcome> {
     let app = TestApp::spawn(db).await?;
+    Some(run_story_on(app).await)
+}
+
+/// The story on a server a test started.
+pub async fn run_story_on(app: TestApp) -> StoryOutcome {
     app.seed_user(ADMIN, Role::Admin, "Asha Admin").await;
     let admin = app.sign_in(ADMIN).await.access_token;
 
@@ -380,11 +386,12 @@ pub async fn run_story(db: Db) -> Option<StoryOutcome> {
     assert!(b["items"].as_array().unwrap().len() >= 8, "{b}");
     assert!(ClaimState::from_name("closed").is_some());
 
-    Some(StoryOutcome {
+    StoryOutcome {
         app,
         admin,
         policy_id,
-    })
+        claim_id,
+    }
 }
 
 impl TestApp {
