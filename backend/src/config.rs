@@ -106,6 +106,8 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// How long an unfinished upload is kept after its last chunk.
     pub upload_ttl: Duration,
+    /// A signed audit checkpoint is written every this many entries (and at shutdown).
+    pub audit_checkpoint_every: u64,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -144,6 +146,8 @@ pub struct Layer {
     pub upload_max_bytes: Option<u64>,
     /// `upload_ttl_seconds`.
     pub upload_ttl_seconds: Option<u64>,
+    /// `audit_checkpoint_every`.
+    pub audit_checkpoint_every: Option<u64>,
 }
 
 impl Layer {
@@ -179,6 +183,7 @@ impl Layer {
             object_store_url: var("OBJECT_STORE_URL"),
             upload_max_bytes: num("UPLOAD_MAX_BYTES")?,
             upload_ttl_seconds: num("UPLOAD_TTL_SECONDS")?,
+            audit_checkpoint_every: num("AUDIT_CHECKPOINT_EVERY")?,
         })
     }
 
@@ -208,6 +213,7 @@ impl Layer {
             object_store_url: other.object_store_url.or(self.object_store_url),
             upload_max_bytes: other.upload_max_bytes.or(self.upload_max_bytes),
             upload_ttl_seconds: other.upload_ttl_seconds.or(self.upload_ttl_seconds),
+            audit_checkpoint_every: other.audit_checkpoint_every.or(self.audit_checkpoint_every),
         }
     }
 
@@ -267,7 +273,14 @@ impl Layer {
                 "upload_ttl_seconds must be between 60 and 2592000 (30 days)".into(),
             ));
         }
+        let audit_checkpoint_every = self.audit_checkpoint_every.unwrap_or(1000);
+        if audit_checkpoint_every == 0 {
+            return Err(ConfigError(
+                "audit_checkpoint_every must be at least 1".into(),
+            ));
+        }
         Ok(Settings {
+            audit_checkpoint_every,
             object_store,
             upload_max_bytes,
             upload_ttl: Duration::from_secs(upload_ttl),
@@ -329,6 +342,7 @@ fn unreachable_defaults() -> Settings {
         object_store: ObjectStoreUrl::Local(PathBuf::from("./data/objects")),
         upload_max_bytes: 64 * 1024 * 1024,
         upload_ttl: Duration::from_secs(24 * 3600),
+        audit_checkpoint_every: 1000,
     }
 }
 

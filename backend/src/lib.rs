@@ -12,6 +12,7 @@
 //! [`launch_with_listener`] starts the whole server on a given listener; the
 //! binary and the tests both use it.
 
+pub mod audit;
 pub mod authz;
 pub mod bot;
 pub mod clock;
@@ -47,17 +48,40 @@ pub struct Server {
     pub state: AppState,
     /// Wakes the notification worker.
     pub notify: Arc<tokio::sync::Notify>,
+    /// Signs the audit checkpoints.
+    pub audit_key: Arc<audit::SigningKey>,
     serve: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    /// Runs until the serve task ends, then writes what the audit writer holds.
+    /// Runs until the serve task ends (or the process is asked to stop),
+    /// then writes what the audit writer holds and a last signed checkpoint.
     pub async fn wait(mut self) -> anyhow::Result<()> {
-        let r = (&mut self.serve).await;
-        self.state.store.flush_audit().await;
+        let r = tokio::select! {
+            r = &mut self.serve => r.context("server task failed"),
+            _ = shutdown_signal() => Ok(()),
+        };
+        self.shutdown().await?;
+        r
+    }
+
+    /// Stops serving, writes what the audit writer holds and signs a last
+    /// checkpoint of the audit chain.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.serve.abort();
         self.worker.abort();
-        r.context("server task failed")
+        self.checkpointer.abort();
+        self.state.store.flush_audit().await;
+        audit::write_checkpoint(
+            &self.state.store,
+            self.state.blobs.objects(),
+            &self.audit_key,
+            self.state.now(),
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -65,6 +89,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.serve.abort();
         self.worker.abort();
+        self.checkpointer.abort();
         // Write what the audit writer holds, then give the database its
         // connections back (a stopped server must not hold them until the
         // pool's idle timeout: PostgreSQL has a connection limit).
@@ -136,6 +161,17 @@ pub async fn launch_with_listener(
     }
     let addr = listener.local_addr()?;
     state.store.start_audit_writer();
+    let audit_key = Arc::new(
+        audit::SigningKey::load_or_create(&state.settings.data_dir)
+            .context("cannot load the audit signing key")?,
+    );
+    let checkpointer = tokio::spawn(audit::run_checkpointer(
+        state.store.clone(),
+        state.blobs.objects().clone(),
+        audit_key.clone(),
+        state.clock.clone(),
+        state.settings.audit_checkpoint_every,
+    ));
     let notify = Arc::new(tokio::sync::Notify::new());
     let sender = Arc::new(notifier::DevInbox::new(
         state.store.clone(),
@@ -160,7 +196,32 @@ pub async fn launch_with_listener(
         addr,
         state,
         notify,
+        audit_key,
         serve,
         worker,
+        checkpointer,
     })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

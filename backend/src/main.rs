@@ -3,6 +3,7 @@
 //! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]`
 //! - `glassguard admin create --phone PHONE --name NAME [--data-dir DIR]`
 //! - `glassguard sms-inbox [--to PHONE] [--limit N] [--data-dir DIR]`
+//! - `glassguard audit verify [--data-dir DIR]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,18 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check it against the signed checkpoints;
+    /// names the first bad entry or checkpoint and exits non-zero on failure.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +158,32 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let s = settings(&cli, None, false)?;
+            let key = glassguard_server::audit::SigningKey::load_or_create(&s.data_dir)?;
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            match glassguard_server::audit::verify(
+                &state.store,
+                state.blobs.objects(),
+                &key.public_key(),
+            )
+            .await?
+            {
+                Ok(v) => {
+                    println!(
+                        "audit trail intact: {} entries, {} signed checkpoints",
+                        v.entries, v.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(t) => {
+                    eprintln!("audit trail TAMPERED: {t}");
+                    std::process::exit(2);
+                }
+            }
         }
         Command::Admin {
             command: AdminCommand::Create { phone, name },

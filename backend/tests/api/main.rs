@@ -2,6 +2,7 @@
 //! Each test gets its own SQLite file (and, for the conformance half, its own
 //! PostgreSQL database).
 
+mod audit;
 mod authz_matrix;
 mod conformance;
 mod harness;
