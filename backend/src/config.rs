@@ -108,6 +108,27 @@ pub struct Settings {
     pub upload_ttl: Duration,
     /// A signed audit checkpoint is written every this many entries (and at shutdown).
     pub audit_checkpoint_every: u64,
+    /// Whether and how the server terminates TLS.
+    pub tls: Tls,
+    /// Production mode: plain HTTP answers health checks only.
+    pub production: bool,
+}
+
+/// How the server terminates TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP (development, or behind a proxy that terminates TLS).
+    Off,
+    /// A certificate chain and its private key (PEM files).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// A self-signed development certificate, generated under the data
+    /// directory on first run.
+    SelfSigned,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -148,6 +169,14 @@ pub struct Layer {
     pub upload_ttl_seconds: Option<u64>,
     /// `audit_checkpoint_every`.
     pub audit_checkpoint_every: Option<u64>,
+    /// `tls_cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`.
+    pub tls_key: Option<PathBuf>,
+    /// `tls_self_signed`.
+    pub tls_self_signed: Option<bool>,
+    /// `production`.
+    pub production: Option<bool>,
 }
 
 impl Layer {
@@ -184,6 +213,10 @@ impl Layer {
             upload_max_bytes: num("UPLOAD_MAX_BYTES")?,
             upload_ttl_seconds: num("UPLOAD_TTL_SECONDS")?,
             audit_checkpoint_every: num("AUDIT_CHECKPOINT_EVERY")?,
+            tls_cert: var("TLS_CERT").map(PathBuf::from),
+            tls_key: var("TLS_KEY").map(PathBuf::from),
+            tls_self_signed: var("TLS_SELF_SIGNED").map(|v| v == "1" || v == "true"),
+            production: var("PRODUCTION").map(|v| v == "1" || v == "true"),
         })
     }
 
@@ -214,6 +247,10 @@ impl Layer {
             upload_max_bytes: other.upload_max_bytes.or(self.upload_max_bytes),
             upload_ttl_seconds: other.upload_ttl_seconds.or(self.upload_ttl_seconds),
             audit_checkpoint_every: other.audit_checkpoint_every.or(self.audit_checkpoint_every),
+            tls_cert: other.tls_cert.or(self.tls_cert),
+            tls_key: other.tls_key.or(self.tls_key),
+            tls_self_signed: other.tls_self_signed.or(self.tls_self_signed),
+            production: other.production.or(self.production),
         }
     }
 
@@ -279,7 +316,35 @@ impl Layer {
                 "audit_checkpoint_every must be at least 1".into(),
             ));
         }
+        let production = self.production.unwrap_or(false);
+        let tls = match (
+            self.tls_cert,
+            self.tls_key,
+            self.tls_self_signed.unwrap_or(false),
+        ) {
+            (Some(cert), Some(key), false) => Tls::Files { cert, key },
+            (None, None, true) if production => {
+                return Err(ConfigError(
+                    "tls_self_signed is for development; production needs tls_cert and tls_key"
+                        .into(),
+                ));
+            }
+            (None, None, true) => Tls::SelfSigned,
+            (None, None, false) => Tls::Off,
+            (_, _, true) => {
+                return Err(ConfigError(
+                    "tls_self_signed and tls_cert/tls_key exclude each other".into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError(
+                    "tls_cert and tls_key go together (PEM files)".into(),
+                ));
+            }
+        };
         Ok(Settings {
+            tls,
+            production,
             audit_checkpoint_every,
             object_store,
             upload_max_bytes,
@@ -343,6 +408,8 @@ fn unreachable_defaults() -> Settings {
         upload_max_bytes: 64 * 1024 * 1024,
         upload_ttl: Duration::from_secs(24 * 3600),
         audit_checkpoint_every: 1000,
+        tls: Tls::Off,
+        production: false,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod notifier;
 pub mod plans;
 pub mod store;
+pub mod tls;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -44,6 +45,11 @@ use crate::store::Store;
 pub struct Server {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
+    /// `https` when the server terminates TLS, else `http`.
+    pub scheme: &'static str,
+    /// The certificate the server presents (DER), when it terminates TLS:
+    /// clients pin its key.
+    pub certificate: Option<Vec<u8>>,
     /// The state handlers share (tests use it to reach the store).
     pub state: AppState,
     /// Wakes the notification worker.
@@ -185,15 +191,42 @@ pub async fn launch_with_listener(
         sender,
         notify.clone(),
     ));
+    let tls = tls::server_config(&state.settings).context("cannot set up TLS")?;
     let app = http::app(state.clone());
-    let serve = tokio::spawn(async move {
-        let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, svc).await {
-            tracing::error!(error = %e, "server stopped");
+    let certificate = tls.as_ref().map(|(_, cert)| cert.clone());
+    let (scheme, serve) = match tls {
+        Some((config, _)) => {
+            let app = app.layer(axum::middleware::from_fn(tls::hsts));
+            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for any listener.
+            let listener =
+                axum::serve::ListenerExt::tap_io(tls::TlsListener::new(listener, config)?, |_| {});
+            let serve = tokio::spawn(async move {
+                let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, svc).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            });
+            ("https", serve)
         }
-    });
+        None => {
+            let app = if state.settings.production {
+                app.layer(axum::middleware::from_fn(tls::health_only))
+            } else {
+                app
+            };
+            let serve = tokio::spawn(async move {
+                let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, svc).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            });
+            ("http", serve)
+        }
+    };
     Ok(Server {
         addr,
+        scheme,
+        certificate,
         state,
         notify,
         audit_key,

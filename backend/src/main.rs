@@ -1,6 +1,7 @@
 //! `glassguard`: the server binary.
 //!
-//! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]`
+//! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]
+//!   [--tls-cert PEM --tls-key PEM | --tls-self-signed] [--production]`
 //! - `glassguard admin create --phone PHONE --name NAME [--data-dir DIR]`
 //! - `glassguard sms-inbox [--to PHONE] [--limit N] [--data-dir DIR]`
 //! - `glassguard audit verify [--data-dir DIR]`
@@ -38,6 +39,19 @@ enum Command {
         /// Seed demo users and an approved demo partner.
         #[arg(long)]
         demo: bool,
+        /// Terminate TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Terminate TLS with a self-signed development certificate
+        /// (generated under the data directory on first run).
+        #[arg(long)]
+        tls_self_signed: bool,
+        /// Production mode: plain HTTP answers health checks only.
+        #[arg(long)]
+        production: bool,
     },
     /// Print the dev SMS inbox (codes included) from the data directory:
     /// for the operator of a local or demo server, before any admin has signed in.
@@ -82,6 +96,15 @@ enum AdminCommand {
 }
 
 fn settings(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<Settings> {
+    settings_with(cli, listen, demo, Layer::default())
+}
+
+fn settings_with(
+    cli: &Cli,
+    listen: Option<String>,
+    demo: bool,
+    flags: Layer,
+) -> anyhow::Result<Settings> {
     let mut layer = Layer::default();
     if let Some(file) = &cli.config {
         layer = layer.overlay(Layer::from_file(file)?);
@@ -91,7 +114,7 @@ fn settings(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<Set
         listen,
         data_dir: cli.data_dir.clone(),
         demo: demo.then_some(true),
-        ..Layer::default()
+        ..flags
     });
     Ok(layer.resolve()?)
 }
@@ -106,8 +129,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.command {
-        Command::Serve { listen, demo } => {
-            let s = settings(&cli, listen.clone(), *demo)?;
+        Command::Serve {
+            listen,
+            demo,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            production,
+        } => {
+            let flags = Layer {
+                tls_cert: tls_cert.clone(),
+                tls_key: tls_key.clone(),
+                tls_self_signed: tls_self_signed.then_some(true),
+                production: production.then_some(true),
+                ..Layer::default()
+            };
+            let s = settings_with(&cli, listen.clone(), *demo, flags)?;
             let listener = tokio::net::TcpListener::bind(s.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", s.listen))?;
@@ -115,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
             let data_dir = s.data_dir.clone();
             let server =
                 glassguard_server::launch_with_listener(s, Arc::new(SystemClock), listener).await?;
-            let base = format!("http://{}", server.addr);
+            let base = format!("{}://{}", server.scheme, server.addr);
             println!(
                 "Glassguard is listening on {base}  (data in {})",
                 data_dir.display()

@@ -10,4 +10,5 @@ mod pii;
 mod refusals;
 mod story;
 mod sync;
+mod tls;
 mod uploads;
