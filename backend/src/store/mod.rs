@@ -155,16 +155,17 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url.expose_secret())
                     .await?;
-                Store {
+                let store = Store {
                     read: pool.clone(),
                     write: pool,
                     dialect: Dialect::Postgres,
                     lite: None,
                     audit_tx: Default::default(),
-                }
+                };
+                store.migrate().await?;
+                store
             }
         };
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -180,8 +181,19 @@ impl Store {
             .after_connect(sqlite_pragmas)
             .connect(&url)
             .await?;
-        // The writer creates the file and switches it to WAL before readers open it.
+        // The writer creates the file, switches it to WAL and migrates before
+        // readers open it: a reader that cached the old schema would read a
+        // `SELECT *` of a changed table with the old column count.
         sqlx::query("SELECT 1").execute(&write).await?;
+        Store {
+            read: write.clone(),
+            write: write.clone(),
+            dialect: Dialect::Sqlite,
+            lite: None,
+            audit_tx: Default::default(),
+        }
+        .migrate()
+        .await?;
         let read = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(2)

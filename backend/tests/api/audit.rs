@@ -409,3 +409,81 @@ async fn audit_trace_shows_who_touched_a_policy_with_request_id_and_traceparent(
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn audit_rows_written_before_the_chain_are_chained_densely_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    sqlx::any::install_default_drivers();
+    {
+        // A database as the release before the chain left it: migrations 1-5
+        // and audit rows with gaps in their seq.
+        let mut c = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        run(
+            &mut c,
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await;
+        for (v, sql) in [
+            (1, include_str!("../../migrations/0001_init.sql")),
+            (2, include_str!("../../migrations/0002_sync.sql")),
+            (3, include_str!("../../migrations/0003_bot.sql")),
+            (4, include_str!("../../migrations/0004_feed_tag.sql")),
+            (5, include_str!("../../migrations/0005_uploads.sql")),
+        ] {
+            let sql = sql
+                .replace("BLOB_T", "BLOB")
+                .replace("SERIAL_PK", "INTEGER PRIMARY KEY AUTOINCREMENT");
+            run(&mut c, &sql).await;
+            run(
+                &mut c,
+                &format!("INSERT INTO schema_migrations VALUES ({v}, 0)"),
+            )
+            .await;
+        }
+        for seq in [1, 5, 9] {
+            run(
+                &mut c,
+                &format!(
+                    "INSERT INTO audit_log (seq, at, action, resource_type, resource_id) \
+                     VALUES ({seq}, {seq}000, 'claim.read', 'claim', 'c-{seq}')"
+                ),
+            )
+            .await;
+        }
+    }
+    let store = glassguard_server::store::Store::open(&DatabaseUrl::Sqlite(path))
+        .await
+        .unwrap();
+    let rows = store.audit_chain(0, 100).await.unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(rows[2].record.resource_id.as_deref(), Some("c-9"));
+    assert_eq!(store.audit_head().await.unwrap().0, 3);
+    // New entries go on from the chained rows.
+    store
+        .audit(
+            Utc::now(),
+            &AuditRecord {
+                action: "claim.read".into(),
+                resource_type: "claim".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let objects: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::memory::InMemory::new());
+    let key = SigningKey::load_or_create(dir.path()).unwrap();
+    assert_eq!(
+        audit::verify(&store, &objects, &key.public_key())
+            .await
+            .unwrap(),
+        Ok(Verified {
+            entries: 4,
+            checkpoints: 0
+        })
+    );
+}
