@@ -110,6 +110,12 @@ pub struct Settings {
     pub upload_ttl: Duration,
     /// The master key from AWS KMS instead of the local key file.
     pub kms: Option<KmsSettings>,
+    /// A signed audit checkpoint is written every this many entries (and at shutdown).
+    pub audit_checkpoint_every: u64,
+    /// Whether and how the server terminates TLS.
+    pub tls: Tls,
+    /// Production mode: plain HTTP answers health checks only.
+    pub production: bool,
 }
 
 /// Where the master key comes from when it comes from AWS KMS.
@@ -121,6 +127,23 @@ pub struct KmsSettings {
     pub endpoint: Option<String>,
     /// The region, when not from the usual AWS environment.
     pub region: Option<String>,
+}
+
+/// How the server terminates TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP (development, or behind a proxy that terminates TLS).
+    Off,
+    /// A certificate chain and its private key (PEM files).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// A self-signed development certificate, generated under the data
+    /// directory on first run.
+    SelfSigned,
 }
 
 /// Raw, optional settings as read from one layer.
@@ -167,6 +190,16 @@ pub struct Layer {
     pub kms_endpoint: Option<String>,
     /// `kms_region`.
     pub kms_region: Option<String>,
+    /// `audit_checkpoint_every`.
+    pub audit_checkpoint_every: Option<u64>,
+    /// `tls_cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`.
+    pub tls_key: Option<PathBuf>,
+    /// `tls_self_signed`.
+    pub tls_self_signed: Option<bool>,
+    /// `production`.
+    pub production: Option<bool>,
 }
 
 impl Layer {
@@ -206,6 +239,11 @@ impl Layer {
             kms_key_id: var("KMS_KEY_ID"),
             kms_endpoint: var("KMS_ENDPOINT"),
             kms_region: var("KMS_REGION"),
+            audit_checkpoint_every: num("AUDIT_CHECKPOINT_EVERY")?,
+            tls_cert: var("TLS_CERT").map(PathBuf::from),
+            tls_key: var("TLS_KEY").map(PathBuf::from),
+            tls_self_signed: var("TLS_SELF_SIGNED").map(|v| v == "1" || v == "true"),
+            production: var("PRODUCTION").map(|v| v == "1" || v == "true"),
         })
     }
 
@@ -239,6 +277,11 @@ impl Layer {
             kms_key_id: other.kms_key_id.or(self.kms_key_id),
             kms_endpoint: other.kms_endpoint.or(self.kms_endpoint),
             kms_region: other.kms_region.or(self.kms_region),
+            audit_checkpoint_every: other.audit_checkpoint_every.or(self.audit_checkpoint_every),
+            tls_cert: other.tls_cert.or(self.tls_cert),
+            tls_key: other.tls_key.or(self.tls_key),
+            tls_self_signed: other.tls_self_signed.or(self.tls_self_signed),
+            production: other.production.or(self.production),
         }
     }
 
@@ -308,8 +351,43 @@ impl Layer {
             endpoint: self.kms_endpoint,
             region: self.kms_region,
         });
+        let audit_checkpoint_every = self.audit_checkpoint_every.unwrap_or(1000);
+        if audit_checkpoint_every == 0 {
+            return Err(ConfigError(
+                "audit_checkpoint_every must be at least 1".into(),
+            ));
+        }
+        let production = self.production.unwrap_or(false);
+        let tls = match (
+            self.tls_cert,
+            self.tls_key,
+            self.tls_self_signed.unwrap_or(false),
+        ) {
+            (Some(cert), Some(key), false) => Tls::Files { cert, key },
+            (None, None, true) if production => {
+                return Err(ConfigError(
+                    "tls_self_signed is for development; production needs tls_cert and tls_key"
+                        .into(),
+                ));
+            }
+            (None, None, true) => Tls::SelfSigned,
+            (None, None, false) => Tls::Off,
+            (_, _, true) => {
+                return Err(ConfigError(
+                    "tls_self_signed and tls_cert/tls_key exclude each other".into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError(
+                    "tls_cert and tls_key go together (PEM files)".into(),
+                ));
+            }
+        };
         Ok(Settings {
             kms,
+            tls,
+            production,
+            audit_checkpoint_every,
             object_store,
             upload_max_bytes,
             upload_ttl: Duration::from_secs(upload_ttl),
@@ -376,6 +454,9 @@ fn unreachable_defaults() -> Settings {
         upload_max_bytes: 64 * 1024 * 1024,
         kms: None,
         upload_ttl: Duration::from_secs(24 * 3600),
+        audit_checkpoint_every: 1000,
+        tls: Tls::Off,
+        production: false,
     }
 }
 

@@ -12,6 +12,7 @@
 //! [`launch_with_listener`] starts the whole server on a given listener; the
 //! binary and the tests both use it.
 
+pub mod audit;
 pub mod authz;
 pub mod backup;
 pub mod bot;
@@ -27,6 +28,7 @@ pub mod notifier;
 pub mod plans;
 pub mod rotation;
 pub mod store;
+pub mod tls;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -45,25 +47,53 @@ use crate::store::Store;
 pub struct Server {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
+    /// `https` when the server terminates TLS, else `http`.
+    pub scheme: &'static str,
+    /// The certificate the server presents (DER), when it terminates TLS:
+    /// clients pin its key.
+    pub certificate: Option<Vec<u8>>,
     /// The state handlers share (tests use it to reach the store).
     pub state: AppState,
     /// Wakes the notification worker.
     pub notify: Arc<tokio::sync::Notify>,
+    /// Signs the audit checkpoints.
+    pub audit_key: Arc<audit::SigningKey>,
     serve: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     key_refresh: Option<tokio::task::JoinHandle<()>>,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    /// Runs until the serve task ends, then writes what the audit writer holds.
+    /// Runs until the serve task ends (or the process is asked to stop),
+    /// then writes what the audit writer holds and a last signed checkpoint.
     pub async fn wait(mut self) -> anyhow::Result<()> {
-        let r = (&mut self.serve).await;
-        self.state.store.flush_audit().await;
+        let r = tokio::select! {
+            r = &mut self.serve => r.context("server task failed"),
+            _ = shutdown_signal() => Ok(()),
+        };
+        self.shutdown().await?;
+        r
+    }
+
+    /// Stops serving, writes what the audit writer holds and signs a last
+    /// checkpoint of the audit chain.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.serve.abort();
         self.worker.abort();
         if let Some(t) = &self.key_refresh {
             t.abort();
         }
-        r.context("server task failed")
+        self.checkpointer.abort();
+        self.state.store.flush_audit().await;
+        audit::write_checkpoint(
+            &self.state.store,
+            self.state.blobs.objects(),
+            &self.audit_key,
+            self.state.now(),
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -74,6 +104,7 @@ impl Drop for Server {
         if let Some(t) = &self.key_refresh {
             t.abort();
         }
+        self.checkpointer.abort();
         // Write what the audit writer holds, then give the database its
         // connections back (a stopped server must not hold them until the
         // pool's idle timeout: PostgreSQL has a connection limit).
@@ -216,6 +247,17 @@ pub async fn launch_with_key_source(
     }
     let addr = listener.local_addr()?;
     state.store.start_audit_writer();
+    let audit_key = Arc::new(
+        audit::SigningKey::load_or_create(&state.settings.data_dir)
+            .context("cannot load the audit signing key")?,
+    );
+    let checkpointer = tokio::spawn(audit::run_checkpointer(
+        state.store.clone(),
+        state.blobs.objects().clone(),
+        audit_key.clone(),
+        state.clock.clone(),
+        state.settings.audit_checkpoint_every,
+    ));
     let notify = Arc::new(tokio::sync::Notify::new());
     let sender = Arc::new(notifier::DevInbox::new(
         state.store.clone(),
@@ -242,19 +284,71 @@ pub async fn launch_with_key_source(
             }
         })
     });
+    let tls = tls::server_config(&state.settings).context("cannot set up TLS")?;
     let app = http::app(state.clone());
-    let serve = tokio::spawn(async move {
-        let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, svc).await {
-            tracing::error!(error = %e, "server stopped");
+    let certificate = tls.as_ref().map(|(_, cert)| cert.clone());
+    let (scheme, serve) = match tls {
+        Some((config, _)) => {
+            let app = app.layer(axum::middleware::from_fn(tls::hsts));
+            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for any listener.
+            let listener =
+                axum::serve::ListenerExt::tap_io(tls::TlsListener::new(listener, config)?, |_| {});
+            let serve = tokio::spawn(async move {
+                let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, svc).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            });
+            ("https", serve)
         }
-    });
+        None => {
+            let app = if state.settings.production {
+                app.layer(axum::middleware::from_fn(tls::health_only))
+            } else {
+                app
+            };
+            let serve = tokio::spawn(async move {
+                let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, svc).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            });
+            ("http", serve)
+        }
+    };
     Ok(Server {
         addr,
+        scheme,
+        certificate,
         state,
         notify,
+        audit_key,
         serve,
         worker,
         key_refresh,
+        checkpointer,
     })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,6 +1,7 @@
 //! `glassguard`: the server binary.
 //!
-//! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]`
+//! - `glassguard serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--demo]
+//!   [--tls-cert PEM --tls-key PEM | --tls-self-signed] [--production]`
 //! - `glassguard admin create --phone PHONE --name NAME [--data-dir DIR]`
 //! - `glassguard sms-inbox [--to PHONE] [--limit N] [--data-dir DIR]`
 //! - `glassguard backup --to DIR [--data-dir DIR]` (encrypted; see `backup`)
@@ -8,6 +9,7 @@
 //! - `glassguard verify-backup --from DIR [--data-dir DIR]`
 //! - `glassguard keys init --kms KEY_ID` (master key from AWS KMS)
 //! - `glassguard keys rotate [--grace-seconds N]` (while servers run)
+//! - `glassguard audit verify [--data-dir DIR]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +45,19 @@ enum Command {
         /// Seed demo users and an approved demo partner.
         #[arg(long)]
         demo: bool,
+        /// Terminate TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Terminate TLS with a self-signed development certificate
+        /// (generated under the data directory on first run).
+        #[arg(long)]
+        tls_self_signed: bool,
+        /// Production mode: plain HTTP answers health checks only.
+        #[arg(long)]
+        production: bool,
     },
     /// Print the dev SMS inbox (codes included) from the data directory:
     /// for the operator of a local or demo server, before any admin has signed in.
@@ -85,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check it against the signed checkpoints;
+    /// names the first bad entry or checkpoint and exits non-zero on failure.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +148,15 @@ enum AdminCommand {
 }
 
 fn settings(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<Settings> {
+    settings_with(cli, listen, demo, Layer::default())
+}
+
+fn settings_with(
+    cli: &Cli,
+    listen: Option<String>,
+    demo: bool,
+    flags: Layer,
+) -> anyhow::Result<Settings> {
     let mut layer = Layer::default();
     if let Some(file) = &cli.config {
         layer = layer.overlay(Layer::from_file(file)?);
@@ -130,7 +166,7 @@ fn settings(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<Set
         listen,
         data_dir: cli.data_dir.clone(),
         demo: demo.then_some(true),
-        ..Layer::default()
+        ..flags
     });
     Ok(layer.resolve()?)
 }
@@ -145,8 +181,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.command {
-        Command::Serve { listen, demo } => {
-            let s = settings(&cli, listen.clone(), *demo)?;
+        Command::Serve {
+            listen,
+            demo,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            production,
+        } => {
+            let flags = Layer {
+                tls_cert: tls_cert.clone(),
+                tls_key: tls_key.clone(),
+                tls_self_signed: tls_self_signed.then_some(true),
+                production: production.then_some(true),
+                ..Layer::default()
+            };
+            let s = settings_with(&cli, listen.clone(), *demo, flags)?;
             let listener = tokio::net::TcpListener::bind(s.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", s.listen))?;
@@ -154,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
             let data_dir = s.data_dir.clone();
             let server =
                 glassguard_server::launch_with_listener(s, Arc::new(SystemClock), listener).await?;
-            let base = format!("http://{}", server.addr);
+            let base = format!("{}://{}", server.scheme, server.addr);
             println!(
                 "Glassguard is listening on {base}  (data in {})",
                 data_dir.display()
@@ -285,6 +335,32 @@ async fn main() -> anyhow::Result<()> {
                 r.from, r.to, r.moved
             );
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let s = settings(&cli, None, false)?;
+            let key = glassguard_server::audit::SigningKey::load_or_create(&s.data_dir)?;
+            let state = glassguard_server::build_state(s, Arc::new(SystemClock)).await?;
+            match glassguard_server::audit::verify(
+                &state.store,
+                state.blobs.objects(),
+                &key.public_key(),
+            )
+            .await?
+            {
+                Ok(v) => {
+                    println!(
+                        "audit trail intact: {} entries, {} signed checkpoints",
+                        v.entries, v.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(t) => {
+                    eprintln!("audit trail TAMPERED: {t}");
+                    std::process::exit(2);
+                }
+            }
         }
         Command::Admin {
             command: AdminCommand::Create { phone, name },

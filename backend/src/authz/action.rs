@@ -91,6 +91,8 @@ pub enum Action {
     SmsRead,
     /// `audit.read`: Read the audit log.
     AuditRead,
+    /// `audit.trace`: Read the trace of one policy or claim.
+    AuditTrace,
     /// `sync.push`: Push a device's outbox.
     SyncPush,
     /// `sync.pull`: Pull the caller's view of changes.
@@ -115,7 +117,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 50] = [
+    pub const ALL: [Action; 51] = [
         Action::OtpRequest,
         Action::SessionCreate,
         Action::SessionRefresh,
@@ -156,6 +158,7 @@ impl Action {
         Action::VoucherRedeemOtp,
         Action::SmsRead,
         Action::AuditRead,
+        Action::AuditTrace,
         Action::SyncPush,
         Action::SyncPull,
         Action::VoucherRead,
@@ -211,6 +214,7 @@ impl Action {
             Action::VoucherRedeemOtp => "voucher.redeem_otp",
             Action::SmsRead => "sms.read",
             Action::AuditRead => "audit.read",
+            Action::AuditTrace => "audit.trace",
             Action::SyncPush => "sync.push",
             Action::SyncPull => "sync.pull",
             Action::VoucherRead => "voucher.read",

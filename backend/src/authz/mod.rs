@@ -874,6 +874,7 @@ mod tests {
         "commission.read",
         "sms.read",
         "audit.read",
+        "audit.trace",
     ];
 
     /// Fixed ids: "own" resources belong to customer 1, were sold by partner 1

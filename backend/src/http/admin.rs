@@ -1,7 +1,7 @@
 //! Admin views: the dev SMS inbox and the audit log.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use glassguard_protocol::PhoneNumber;
 use glassguard_protocol::api::{AuditEntry, Page, SmsMessage};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sms_inbox))
         .routes(routes!(audit_log))
+        .routes(routes!(trace))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -76,6 +77,45 @@ async fn audit_log(
             f.resource_id.as_deref(),
             f.limit.unwrap_or(100).clamp(1, 1000),
         )
+        .await?;
+    Ok(Json(Page { items }))
+}
+
+/// The resources a trace can be asked for.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Traced {
+    /// A policy.
+    Policy,
+    /// A claim.
+    Claim,
+}
+
+/// Who read or changed one policy or claim, when, from where and with which
+/// request id and trace context: its audit entries, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/trace/{resource_type}/{id}",
+    tag = "admin",
+    params(
+        ("resource_type" = Traced, Path, description = "policy or claim"),
+        ("id" = uuid::Uuid, Path, description = "the policy's or claim's id")
+    ),
+    responses((status = 200, body = Page<AuditEntry>))
+)]
+async fn trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((resource_type, id)): Path<(Traced, uuid::Uuid)>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
+    state.authorize(&caller, Action::AuditTrace, &Resource::Collection("audit"))?;
+    let resource_type = match resource_type {
+        Traced::Policy => "policy",
+        Traced::Claim => "claim",
+    };
+    let items = state
+        .store
+        .audit_trace(resource_type, &id.to_string(), 10_000)
         .await?;
     Ok(Json(Page { items }))
 }

@@ -35,6 +35,8 @@ pub struct Caller {
     pub request_id: Option<String>,
     /// The client address.
     pub ip: Option<IpAddr>,
+    /// The W3C `traceparent` the client sent, when well formed.
+    pub traceparent: Option<String>,
     token_hash: Option<[u8; 32]>,
 }
 
@@ -65,6 +67,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let ip = super::client_ip(parts);
+        let traceparent = super::traceparent(&parts.headers).map(str::to_string);
         let token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
             None => None,
             Some(v) => Some(
@@ -85,6 +88,7 @@ impl FromRequestParts<AppState> for Caller {
                 user: None,
                 request_id,
                 ip,
+                traceparent,
                 token_hash: None,
             });
         };
@@ -99,6 +103,7 @@ impl FromRequestParts<AppState> for Caller {
                     user: Some(user.clone()),
                     request_id,
                     ip,
+                    traceparent,
                     token_hash: Some(hash),
                 });
             }
@@ -113,6 +118,7 @@ impl FromRequestParts<AppState> for Caller {
                     user: Some(user),
                     request_id,
                     ip,
+                    traceparent,
                     token_hash: Some(hash),
                 })
             }

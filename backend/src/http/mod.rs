@@ -106,6 +106,7 @@ impl AppState {
             resource_id,
             request_id: caller.request_id.clone(),
             ip: caller.ip.map(|i| i.to_string()),
+            traceparent: caller.traceparent.clone(),
         }
     }
 
@@ -170,7 +171,21 @@ async fn problem_and_log(req: Request, next: Next) -> Response {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let resp = next.run(req).await;
+    let traceparent = traceparent(req.headers()).map(str::to_string);
+    let trace_id = traceparent.as_deref().map(|t| &t[3..35]).unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_deref().unwrap_or("-"),
+        trace_id
+    );
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let _entered = span.enter();
+    if let Some(t) = traceparent
+        .as_deref()
+        .and_then(|t| axum::http::HeaderValue::from_str(t).ok())
+    {
+        resp.headers_mut().insert("traceparent", t);
+    }
     let status = resp.status();
     let cause = resp
         .extensions()
@@ -191,6 +206,26 @@ async fn problem_and_log(req: Request, next: Next) -> Response {
         }
     }
     resp
+}
+
+/// The W3C `traceparent` header when well formed
+/// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero).
+pub(crate) fn traceparent(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    ok.then_some(v)
 }
 
 async fn with_problem_body(resp: Response, request_id: Option<&str>) -> Response {

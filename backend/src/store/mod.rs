@@ -95,13 +95,52 @@ pub struct Store {
 /// A write transaction.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/0001_init.sql")),
-    (2, include_str!("../../migrations/0002_sync.sql")),
-    (3, include_str!("../../migrations/0003_bot.sql")),
-    (4, include_str!("../../migrations/0004_feed_tag.sql")),
-    (5, include_str!("../../migrations/0005_uploads.sql")),
+/// A migration: its SQL for both databases, or one for each.
+enum Migration {
+    Both(&'static str),
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+const MIGRATIONS: &[(i64, Migration)] = &[
+    (
+        1,
+        Migration::Both(include_str!("../../migrations/0001_init.sql")),
+    ),
+    (
+        2,
+        Migration::Both(include_str!("../../migrations/0002_sync.sql")),
+    ),
+    (
+        3,
+        Migration::Both(include_str!("../../migrations/0003_bot.sql")),
+    ),
+    (
+        4,
+        Migration::Both(include_str!("../../migrations/0004_feed_tag.sql")),
+    ),
+    (
+        5,
+        Migration::Both(include_str!("../../migrations/0005_uploads.sql")),
+    ),
+    (
+        6,
+        Migration::Both(include_str!("../../migrations/0006_audit_chain.sql")),
+    ),
+    (
+        7,
+        Migration::Each {
+            sqlite: include_str!("../../migrations/0007_audit_append_only.sqlite.sql"),
+            postgres: include_str!("../../migrations/0007_audit_append_only.postgres.sql"),
+        },
+    ),
 ];
+
+/// The migration after which rows written before the hash chain are chained
+/// (before the append-only triggers exist).
+const AUDIT_CHAIN_MIGRATION: i64 = 6;
 
 impl Store {
     /// Connects and brings the schema up to date.
@@ -116,16 +155,17 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url.expose_secret())
                     .await?;
-                Store {
+                let store = Store {
                     read: pool.clone(),
                     write: pool,
                     dialect: Dialect::Postgres,
                     lite: None,
                     audit_tx: Default::default(),
-                }
+                };
+                store.migrate().await?;
+                store
             }
         };
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -141,8 +181,19 @@ impl Store {
             .after_connect(sqlite_pragmas)
             .connect(&url)
             .await?;
-        // The writer creates the file and switches it to WAL before readers open it.
+        // The writer creates the file, switches it to WAL and migrates before
+        // readers open it: a reader that cached the old schema would read a
+        // `SELECT *` of a changed table with the old column count.
         sqlx::query("SELECT 1").execute(&write).await?;
+        Store {
+            read: write.clone(),
+            write: write.clone(),
+            dialect: Dialect::Sqlite,
+            lite: None,
+            audit_tx: Default::default(),
+        }
+        .migrate()
+        .await?;
         let read = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(2)
@@ -214,6 +265,11 @@ impl Store {
                 tx.commit().await?;
                 continue;
             }
+            let sql = match (sql, self.dialect) {
+                (Migration::Both(sql), _) => *sql,
+                (Migration::Each { sqlite, .. }, Dialect::Sqlite) => *sqlite,
+                (Migration::Each { postgres, .. }, Dialect::Postgres) => *postgres,
+            };
             let sql = match self.dialect {
                 Dialect::Sqlite => sql
                     .replace("BLOB_T", "BLOB")
@@ -223,6 +279,9 @@ impl Store {
                     .replace("SERIAL_PK", "BIGSERIAL PRIMARY KEY"),
             };
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            if *version == AUDIT_CHAIN_MIGRATION {
+                audit::chain_existing(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(Utc::now().timestamp_millis())

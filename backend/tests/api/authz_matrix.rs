@@ -823,6 +823,9 @@ impl World {
                 (route, Some(self.sale_body(&phone).await))
             }
             ("GET", "/v1/policies/{id}") => (on(&self.view_policy), None),
+            ("GET", "/v1/admin/trace/{resource_type}/{id}") => {
+                (format!("/v1/admin/trace/policy/{}", self.view_policy), None)
+            }
             ("POST", "/v1/claims") => {
                 let policy = self.target(row).await;
                 (route, Some(self.claim_body(&policy)))

@@ -2,6 +2,7 @@
 //! Each test gets its own SQLite file (and, for the conformance half, its own
 //! PostgreSQL database).
 
+mod audit;
 mod authz_matrix;
 mod backup;
 mod conformance;
@@ -12,4 +13,5 @@ mod refusals;
 mod secrets;
 mod story;
 mod sync;
+mod tls;
 mod uploads;

@@ -627,6 +627,9 @@ wire! {
         pub request_id: Option<String>,
         /// Client address.
         pub ip: Option<String>,
+        /// The W3C trace context the client sent.
+        #[serde(default)]
+        pub traceparent: Option<String>,
     }
 }
 
