@@ -108,6 +108,32 @@ const MIGRATIONS: &[&str] = &[
         WHERE kind = 'sale';
     CREATE INDEX policies_by_imei ON policies (json_extract(body, '$.imei'));
     "#,
+    // 3: photos taken on this device. The sealed original is a file under
+    // <data_dir>/sealed/ named by its SHA-256 (only the insurer can open it);
+    // here are the preview the user sees, the facts kept from EXIF, and the
+    // tus upload's progress (upload_state: pending, uploading, uploaded, failed).
+    r#"
+    CREATE TABLE photos (
+        sealed_sha256 TEXT PRIMARY KEY,
+        target_kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        preview BLOB NOT NULL,
+        sealed_len INTEGER NOT NULL,
+        phash TEXT NOT NULL,
+        plain_sha256 TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        captured_at TEXT,
+        device_model TEXT,
+        created_at TEXT NOT NULL,
+        upload_state TEXT NOT NULL DEFAULT 'pending',
+        upload_url TEXT,
+        upload_offset INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX photos_by_target ON photos (target_kind, target_id, created_at);
+    CREATE INDEX photos_by_upload_state ON photos (upload_state);
+    "#,
 ];
 
 /// The newest schema version this build knows.

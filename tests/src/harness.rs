@@ -766,6 +766,7 @@ fn open_core(dir: &std::path::Path, key: [u8; 32], url: String) -> Result<Core> 
             db_key: DbKey::new(key),
             server_url: url,
             pinned_server_key: None,
+            insurer_public_key: None,
         },
         test_backoff(),
     )

@@ -121,6 +121,15 @@ error_codes! {
     ClientSeqTaken => "client_seq_taken",
     /// The device belongs to another user; sign in again on this device.
     DeviceMismatch => "device_mismatch",
+    /// A photo file is larger than the pipeline accepts.
+    PhotoTooLarge => "photo_too_large",
+    /// A photo's dimensions or pixel count are beyond the limits (a
+    /// decompression bomb, or a panorama far beyond a phone camera's).
+    PhotoTooManyPixels => "photo_too_many_pixels",
+    /// The file is not a JPEG or PNG photo.
+    PhotoUnsupported => "photo_unsupported",
+    /// The photo file is damaged or cut short.
+    PhotoCorrupt => "photo_corrupt",
     /// Something failed on the server; the request id lets support find it.
     Internal => "internal",
     /// A dependency is unavailable; retry later.

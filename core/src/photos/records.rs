@@ -1,0 +1,197 @@
+//! The `photos` table: one row per sealed photo, with the preview the user
+//! sees and the state of its upload.
+//!
+//! The sealed blob itself is a file under `<data_dir>/sealed/`, named by its
+//! SHA-256 (the row's key). The upload client reads and advances
+//! `upload_state` (`pending` → `uploading` → `uploaded`, or `failed`),
+//! `upload_url` (the tus upload's URL once created) and `upload_offset`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use glassguard_protocol::{ClaimId, PolicyId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{PhotoFormat, ProcessedPhoto, SealedPhoto};
+use crate::error::{Error, Result};
+
+/// What a photo is evidence for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PhotoTarget {
+    /// The intact screen at the counter (pre-inspection), by the sale's policy id.
+    Sale(PolicyId),
+    /// The damage, for a claim.
+    Claim(ClaimId),
+    /// A technician's repair or exchange, for the claim's job.
+    Job(ClaimId),
+}
+
+impl PhotoTarget {
+    /// The stored kind: `sale`, `claim` or `job`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PhotoTarget::Sale(_) => "sale",
+            PhotoTarget::Claim(_) => "claim",
+            PhotoTarget::Job(_) => "job",
+        }
+    }
+
+    fn id(&self) -> String {
+        match self {
+            PhotoTarget::Sale(id) => id.to_string(),
+            PhotoTarget::Claim(id) | PhotoTarget::Job(id) => id.to_string(),
+        }
+    }
+
+    fn parse(kind: &str, id: &str) -> Result<Self> {
+        let bad = |e: glassguard_protocol::problem::ParseError| {
+            Error::corrupt(format!("photo target: {e}"))
+        };
+        Ok(match kind {
+            "sale" => PhotoTarget::Sale(PolicyId::parse(id).map_err(bad)?),
+            "claim" => PhotoTarget::Claim(ClaimId::parse(id).map_err(bad)?),
+            "job" => PhotoTarget::Job(ClaimId::parse(id).map_err(bad)?),
+            other => return Err(Error::corrupt(format!("photo target kind {other:?}"))),
+        })
+    }
+}
+
+/// A photo this device took, as stored (without its preview bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhotoRecord {
+    /// Lowercase hex SHA-256 of the sealed blob: its file name and upload name.
+    pub sealed_sha256: String,
+    /// What the photo is for.
+    pub target: PhotoTarget,
+    /// The sealed blob's length.
+    pub sealed_len: u64,
+    /// The perceptual hash of the processed photo.
+    pub phash: u64,
+    /// Lowercase hex SHA-256 of the processed (unsealed) photo.
+    pub plain_sha256: String,
+    /// The processed photo's format.
+    pub format: PhotoFormat,
+    /// Processed width.
+    pub width: u32,
+    /// Processed height.
+    pub height: u32,
+    /// EXIF DateTimeOriginal, camera local time.
+    pub captured_at: Option<NaiveDateTime>,
+    /// EXIF Model.
+    pub device_model: Option<String>,
+    /// When this device stored it.
+    pub created_at: DateTime<Utc>,
+    /// `pending`, `uploading`, `uploaded` or `failed`.
+    pub upload_state: String,
+}
+
+const COLUMNS: &str = "sealed_sha256, target_kind, target_id, sealed_len, phash, plain_sha256, \
+     format, width, height, captured_at, device_model, created_at, upload_state";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<PhotoRecord>> {
+    let kind: String = r.get(1)?;
+    let id: String = r.get(2)?;
+    let phash: String = r.get(4)?;
+    let format: String = r.get(6)?;
+    let captured_at: Option<String> = r.get(9)?;
+    let created_at: String = r.get(11)?;
+    let sealed_sha256: String = r.get(0)?;
+    let sealed_len: i64 = r.get(3)?;
+    let plain_sha256: String = r.get(5)?;
+    let width: u32 = r.get(7)?;
+    let height: u32 = r.get(8)?;
+    let device_model: Option<String> = r.get(10)?;
+    let upload_state: String = r.get(12)?;
+    Ok((|| {
+        Ok(PhotoRecord {
+            sealed_sha256,
+            target: PhotoTarget::parse(&kind, &id)?,
+            sealed_len: sealed_len as u64,
+            phash: u64::from_str_radix(&phash, 16).map_err(Error::corrupt)?,
+            plain_sha256,
+            format: match format.as_str() {
+                "jpeg" => PhotoFormat::Jpeg,
+                other => return Err(Error::corrupt(format!("photo format {other:?}"))),
+            },
+            width,
+            height,
+            captured_at: captured_at
+                .map(|t| NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
+                .transpose()
+                .map_err(Error::corrupt)?,
+            device_model,
+            created_at: DateTime::parse_from_rfc3339(&created_at)
+                .map_err(Error::corrupt)?
+                .with_timezone(&Utc),
+            upload_state,
+        })
+    })())
+}
+
+/// Stores a sealed photo's row; returns it.
+pub(crate) fn insert(
+    conn: &Connection,
+    target: PhotoTarget,
+    photo: &ProcessedPhoto,
+    sealed: &SealedPhoto,
+) -> Result<PhotoRecord> {
+    // Stored with microseconds: the returned record must equal a read-back.
+    let created_at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let record = PhotoRecord {
+        sealed_sha256: hex::encode(sealed.sha256),
+        target,
+        sealed_len: sealed.len,
+        phash: photo.phash,
+        plain_sha256: hex::encode(photo.sha256),
+        format: photo.format,
+        width: photo.width,
+        height: photo.height,
+        captured_at: photo.captured_at,
+        device_model: photo.device_model.clone(),
+        created_at,
+        upload_state: "pending".into(),
+    };
+    conn.execute(
+        "INSERT INTO photos (sealed_sha256, target_kind, target_id, preview, sealed_len, phash,
+             plain_sha256, format, width, height, captured_at, device_model, created_at,
+             upload_state, upload_offset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', 0)",
+        params![
+            record.sealed_sha256,
+            target.kind(),
+            target.id(),
+            photo.preview,
+            sealed.len as i64,
+            format!("{:016x}", photo.phash),
+            record.plain_sha256,
+            photo.format.as_str(),
+            photo.width,
+            photo.height,
+            photo
+                .captured_at
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            photo.device_model,
+            created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ],
+    )?;
+    Ok(record)
+}
+
+/// The photos for a target, oldest first.
+pub(crate) fn for_target(conn: &Connection, target: PhotoTarget) -> Result<Vec<PhotoRecord>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM photos WHERE target_kind = ?1 AND target_id = ?2
+         ORDER BY created_at, sealed_sha256"
+    ))?;
+    let rows = stmt.query_map(params![target.kind(), target.id()], from_row)?;
+    rows.map(|r| r?).collect()
+}
+
+/// A photo's preview JPEG.
+pub(crate) fn preview(conn: &Connection, sealed_sha256: &str) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row(
+            "SELECT preview FROM photos WHERE sealed_sha256 = ?1",
+            [sealed_sha256],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
