@@ -22,7 +22,8 @@
 //! - `*_ssim`: mean SSIM (8x8 windows, luma) of each output against a
 //!   reference: the full-size decode, Lanczos3-resized to the output's size
 //!   in floating point, oriented upright.
-//! - `small_*`: the same with [`PhotoOptions::small`].
+//! - `small_*`: the same with [`PhotoOptions::small`] (a WebP;
+//!   `--small-quality Q` overrides its quality, for tuning).
 //! - `seal_fraction`: sealing the output (HPKE, in memory) over
 //!   pipeline + sealing time.
 //!
@@ -55,21 +56,32 @@ use glassguard_core::photos::{PhotoOptions, process};
 struct Args {
     photos: PathBuf,
     runs: usize,
+    small_quality: Option<u8>,
 }
 
 fn args() -> Result<Args> {
     let mut out = Args {
         photos: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos"),
         runs: 7,
+        small_quality: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--photos" => out.photos = it.next().context("--photos needs a folder")?.into(),
             "--runs" => out.runs = it.next().context("--runs needs a number")?.parse()?,
+            "--small-quality" => {
+                out.small_quality = Some(
+                    it.next()
+                        .context("--small-quality needs 0..=100")?
+                        .parse()?,
+                )
+            }
             // `cargo bench` passes --bench to harness-less targets.
             "--bench" => {}
-            other => bail!("unknown argument {other:?}; usage: photos [--photos DIR] [--runs N]"),
+            other => bail!(
+                "unknown argument {other:?}; usage: photos [--photos DIR] [--runs N] [--small-quality Q]"
+            ),
         }
     }
     out.runs = out.runs.max(1);
@@ -84,6 +96,17 @@ struct Rgb {
 }
 
 fn decode(bytes: &[u8]) -> Result<Rgb> {
+    if bytes.starts_with(b"RIFF") {
+        let img = webp::Decoder::new(bytes).decode().context("WebP decode")?;
+        if img.is_alpha() {
+            bail!("unexpected alpha in WebP output");
+        }
+        return Ok(Rgb {
+            w: img.width() as usize,
+            h: img.height() as usize,
+            px: img.to_vec(),
+        });
+    }
     let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB)?;
     Ok(Rgb {
         w: img.width,
@@ -289,7 +312,8 @@ struct Row {
     twelve_mp: bool,
 }
 
-fn run_one(path: &Path, tmp: &Path, runs: usize, twelve_mp: bool) -> Result<Row> {
+fn run_one(path: &Path, tmp: &Path, args: &Args, twelve_mp: bool) -> Result<Row> {
+    let runs = args.runs;
     let name = path
         .file_name()
         .context("no file name")?
@@ -299,6 +323,7 @@ fn run_one(path: &Path, tmp: &Path, runs: usize, twelve_mp: bool) -> Result<Row>
     let opts = PhotoOptions::default();
     let small_opts = PhotoOptions {
         small: true,
+        small_quality: args.small_quality.unwrap_or(opts.small_quality),
         ..opts
     };
 
@@ -411,7 +436,7 @@ fn main() -> Result<()> {
         .chain([(twelve.as_path(), true)])
     {
         eprintln!("photos: {} ...", path.display());
-        rows.push(run_one(path, tmp.path(), args.runs, is_12mp)?);
+        rows.push(run_one(path, tmp.path(), &args, is_12mp)?);
     }
 
     println!(

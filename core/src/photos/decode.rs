@@ -6,7 +6,7 @@
 //! comes from. A PNG has no such shortcut and is decoded whole (the limits
 //! have been checked by then).
 
-use turbojpeg::{Decompressor, PixelFormat, ScalingFactor};
+use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
 
 use super::limits::Header;
 use crate::error::{Error, Result};
@@ -50,6 +50,11 @@ pub(crate) fn jpeg(input: &[u8], header: &Header, min_long: u32) -> Result<Rgb> 
         return Err(Error::PhotoCorrupt(
             "the JPEG header is inconsistent".into(),
         ));
+    }
+    if matches!(h.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+        // Print files, not camera photos; converting them needs a colour
+        // management system this app does not carry.
+        return Err(Error::PhotoUnsupported);
     }
     let scale = if h.is_lossless {
         ScalingFactor::ONE

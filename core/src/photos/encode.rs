@@ -1,6 +1,8 @@
 //! From decoded pixels to the bytes that are sealed: a resize to the target
 //! size (fast_image_resize, SIMD convolution) and a JPEG encode
-//! (libjpeg-turbo, optimised Huffman tables).
+//! (libjpeg-turbo, optimised Huffman tables), or for the small mode a WebP
+//! (libwebp), which reaches the same SSIM as a JPEG in about a quarter
+//! fewer bytes.
 //!
 //! The encoder writes a bare JFIF from pixels: no EXIF, XMP, IPTC, ICC or
 //! comment segment from the source can reach the output.
@@ -81,6 +83,15 @@ pub(crate) fn jpeg(img: &Rgb, settings: JpegSettings) -> Result<Vec<u8>> {
         format: PixelFormat::RGB,
     };
     c.compress_to_vec(image).map_err(internal)
+}
+
+/// Encodes RGB as a lossy WebP at `quality` (0..=100), libwebp's default
+/// method (4).
+pub(crate) fn webp(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
+    webp::Encoder::from_rgb(&img.pixels, img.width, img.height)
+        .encode_simple(false, f32::from(quality.min(100)))
+        .map(|m| m.to_vec())
+        .map_err(|e| Error::Internal(format!("WebP encode: {e:?}")))
 }
 
 #[cfg(test)]

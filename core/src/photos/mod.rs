@@ -8,7 +8,8 @@
 //!   ─▶ metadata   EXIF Orientation, DateTimeOriginal, Model (nothing else kept)
 //!   ─▶ decode     JPEG at 1/2, 1/4 or 1/8 scale when still ≥ the target; PNG whole
 //!   ─▶ encode     Lanczos3 resize to the long edge (1600) ─▶ orientation applied
-//!                 ─▶ JPEG q80 from pixels only (no EXIF/GPS/XMP/ICC can follow)
+//!                 ─▶ JPEG q80 (small mode: WebP) from pixels only (no
+//!                 EXIF/GPS/XMP/ICC can follow)
 //!   ─▶ phash      64-bit DCT perceptual hash (duplicate-photo checks)
 //!   ─▶ sha256     of the encoded bytes
 //!   = ProcessedPhoto ─▶ seal_photo: HPKE to the insurer, chunked, to a file
@@ -54,17 +55,20 @@ pub struct PhotoOptions {
     pub long_edge: u32,
     /// JPEG quality of the normal output, 1..=100 (80).
     pub quality: u8,
-    /// Fewer bytes for a 2G link at about the same visual quality: a
-    /// progressive JPEG at [`SMALL_QUALITY`] (tuned with `cargo xtask bench photos`).
+    /// Fewer bytes for a 2G link at about the same visual quality: a WebP
+    /// at `small_quality` instead of a JPEG.
     pub small: bool,
+    /// The WebP quality of the small mode, 0..=100 ([`SMALL_QUALITY`], tuned
+    /// with `cargo xtask bench photos` to match the SSIM of a q80 JPEG).
+    pub small_quality: u8,
     /// The preview's long edge (320).
     pub preview_long_edge: u32,
     /// Limits against oversized files and decompression bombs.
     pub limits: PhotoLimits,
 }
 
-/// The JPEG quality of [`PhotoOptions::small`].
-pub const SMALL_QUALITY: u8 = 72;
+/// The default WebP quality of [`PhotoOptions::small`].
+pub const SMALL_QUALITY: u8 = 77;
 /// The preview's JPEG quality.
 const PREVIEW_QUALITY: u8 = 70;
 
@@ -74,6 +78,7 @@ impl Default for PhotoOptions {
             long_edge: 1600,
             quality: 80,
             small: false,
+            small_quality: SMALL_QUALITY,
             preview_long_edge: 320,
             limits: PhotoLimits::default(),
         }
@@ -85,6 +90,8 @@ impl Default for PhotoOptions {
 pub enum PhotoFormat {
     /// JPEG (JFIF, no other segments).
     Jpeg,
+    /// WebP (lossy, a bare VP8 bitstream: no EXIF or XMP chunk).
+    WebP,
 }
 
 impl PhotoFormat {
@@ -92,6 +99,7 @@ impl PhotoFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             PhotoFormat::Jpeg => "jpeg",
+            PhotoFormat::WebP => "webp",
         }
     }
 }
@@ -147,18 +155,18 @@ pub fn process(input: &[u8], options: &PhotoOptions) -> Result<ProcessedPhoto> {
     };
     let resized = encode::resize(decoded, width, height)?;
     let upright = decode::orient(resized, facts.orientation);
-    let settings = if options.small {
-        encode::JpegSettings {
-            quality: SMALL_QUALITY,
-            progressive: true,
-        }
+    let (bytes, format) = if options.small {
+        (
+            encode::webp(&upright, options.small_quality)?,
+            PhotoFormat::WebP,
+        )
     } else {
-        encode::JpegSettings {
+        let settings = encode::JpegSettings {
             quality: options.quality,
             progressive: false,
-        }
+        };
+        (encode::jpeg(&upright, settings)?, PhotoFormat::Jpeg)
     };
-    let bytes = encode::jpeg(&upright, settings)?;
     let phash = phash::phash(&upright);
     let (pw, ph) = encode::fit(
         upright.width,
@@ -181,7 +189,7 @@ pub fn process(input: &[u8], options: &PhotoOptions) -> Result<ProcessedPhoto> {
     Ok(ProcessedPhoto {
         sha256: Sha256::digest(&bytes).into(),
         bytes,
-        format: PhotoFormat::Jpeg,
+        format,
         width: upright.width,
         height: upright.height,
         phash,
@@ -234,40 +242,44 @@ pub fn seal_photo(
 }
 
 fn seal_bytes(bytes: &[u8], recipient: &PublicKey, dir: &Path) -> Result<SealedPhoto> {
-    let file_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::PhotoFile { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+    std::fs::create_dir_all(dir).map_err(file_error(dir))?;
     let tmp = dir.join(format!(".sealing-{}", uuid::Uuid::now_v7()));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(file_err(&tmp))?;
-        let out = Hashing {
-            inner: std::io::BufWriter::with_capacity(256 * 1024, file),
-            hasher: Sha256::new(),
-            len: 0,
-        };
-        let mut sealer = Sealer::new(recipient, out)?;
-        sealer.update(bytes)?;
-        let out = sealer.finish()?;
-        let file = out
-            .inner
-            .into_inner()
-            .map_err(|e| file_err(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(file_err(&tmp))?;
-        let sha256: [u8; 32] = out.hasher.finalize().into();
-        let path = dir.join(hex::encode(sha256));
-        std::fs::rename(&tmp, &path).map_err(file_err(&path))?;
-        Ok(SealedPhoto {
-            sha256,
-            len: out.len,
-            path,
-        })
-    })();
+    let result = seal_to(bytes, recipient, dir, &tmp);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::PhotoFile { path, source }
+}
+
+/// Seals into `tmp`, syncs it, and renames it to its hash in `dir`.
+fn seal_to(bytes: &[u8], recipient: &PublicKey, dir: &Path, tmp: &Path) -> Result<SealedPhoto> {
+    let file = std::fs::File::create(tmp).map_err(file_error(tmp))?;
+    let out = Hashing {
+        inner: std::io::BufWriter::with_capacity(256 * 1024, file),
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    let mut sealer = Sealer::new(recipient, out)?;
+    sealer.update(bytes)?;
+    let out = sealer.finish()?;
+    let file = out
+        .inner
+        .into_inner()
+        .map_err(|e| file_error(tmp)(e.into_error()))?;
+    file.sync_all().map_err(file_error(tmp))?;
+    let sha256: [u8; 32] = out.hasher.finalize().into();
+    let path = dir.join(hex::encode(sha256));
+    std::fs::rename(tmp, &path).map_err(file_error(&path))?;
+    Ok(SealedPhoto {
+        sha256,
+        len: out.len,
+        path,
+    })
 }
 
 #[cfg(test)]

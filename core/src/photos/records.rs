@@ -86,44 +86,66 @@ pub struct PhotoRecord {
 const COLUMNS: &str = "sealed_sha256, target_kind, target_id, sealed_len, phash, plain_sha256, \
      format, width, height, captured_at, device_model, created_at, upload_state";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<PhotoRecord>> {
-    let kind: String = r.get(1)?;
-    let id: String = r.get(2)?;
-    let phash: String = r.get(4)?;
-    let format: String = r.get(6)?;
-    let captured_at: Option<String> = r.get(9)?;
-    let created_at: String = r.get(11)?;
-    let sealed_sha256: String = r.get(0)?;
-    let sealed_len: i64 = r.get(3)?;
-    let plain_sha256: String = r.get(5)?;
-    let width: u32 = r.get(7)?;
-    let height: u32 = r.get(8)?;
-    let device_model: Option<String> = r.get(10)?;
-    let upload_state: String = r.get(12)?;
-    Ok((|| {
-        Ok(PhotoRecord {
-            sealed_sha256,
-            target: PhotoTarget::parse(&kind, &id)?,
-            sealed_len: sealed_len as u64,
-            phash: u64::from_str_radix(&phash, 16).map_err(Error::corrupt)?,
-            plain_sha256,
-            format: match format.as_str() {
-                "jpeg" => PhotoFormat::Jpeg,
-                other => return Err(Error::corrupt(format!("photo format {other:?}"))),
-            },
-            width,
-            height,
-            captured_at: captured_at
-                .map(|t| NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
-                .transpose()
-                .map_err(Error::corrupt)?,
-            device_model,
-            created_at: DateTime::parse_from_rfc3339(&created_at)
-                .map_err(Error::corrupt)?
-                .with_timezone(&Utc),
-            upload_state,
-        })
-    })())
+/// The raw columns of a row, in [`COLUMNS`] order.
+struct RawRow {
+    sealed_sha256: String,
+    kind: String,
+    id: String,
+    sealed_len: i64,
+    phash: String,
+    plain_sha256: String,
+    format: String,
+    width: u32,
+    height: u32,
+    captured_at: Option<String>,
+    device_model: Option<String>,
+    created_at: String,
+    upload_state: String,
+}
+
+fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        sealed_sha256: r.get(0)?,
+        kind: r.get(1)?,
+        id: r.get(2)?,
+        sealed_len: r.get(3)?,
+        phash: r.get(4)?,
+        plain_sha256: r.get(5)?,
+        format: r.get(6)?,
+        width: r.get(7)?,
+        height: r.get(8)?,
+        captured_at: r.get(9)?,
+        device_model: r.get(10)?,
+        created_at: r.get(11)?,
+        upload_state: r.get(12)?,
+    })
+}
+
+fn record(raw: RawRow) -> Result<PhotoRecord> {
+    Ok(PhotoRecord {
+        sealed_sha256: raw.sealed_sha256,
+        target: PhotoTarget::parse(&raw.kind, &raw.id)?,
+        sealed_len: raw.sealed_len as u64,
+        phash: u64::from_str_radix(&raw.phash, 16).map_err(Error::corrupt)?,
+        plain_sha256: raw.plain_sha256,
+        format: match raw.format.as_str() {
+            "jpeg" => PhotoFormat::Jpeg,
+            "webp" => PhotoFormat::WebP,
+            other => return Err(Error::corrupt(format!("photo format {other:?}"))),
+        },
+        width: raw.width,
+        height: raw.height,
+        captured_at: raw
+            .captured_at
+            .map(|t| NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
+            .transpose()
+            .map_err(Error::corrupt)?,
+        device_model: raw.device_model,
+        created_at: DateTime::parse_from_rfc3339(&raw.created_at)
+            .map_err(Error::corrupt)?
+            .with_timezone(&Utc),
+        upload_state: raw.upload_state,
+    })
 }
 
 /// Stores a sealed photo's row; returns it.
@@ -181,8 +203,8 @@ pub(crate) fn for_target(conn: &Connection, target: PhotoTarget) -> Result<Vec<P
         "SELECT {COLUMNS} FROM photos WHERE target_kind = ?1 AND target_id = ?2
          ORDER BY created_at, sealed_sha256"
     ))?;
-    let rows = stmt.query_map(params![target.kind(), target.id()], from_row)?;
-    rows.map(|r| r?).collect()
+    let rows = stmt.query_map(params![target.kind(), target.id()], raw_row)?;
+    rows.map(|r| record(r?)).collect()
 }
 
 /// A photo's preview JPEG.

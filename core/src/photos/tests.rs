@@ -162,6 +162,10 @@ fn real_photos_are_downscaled_and_hashed() {
             },
         )
         .unwrap();
+        assert_eq!(small.format, PhotoFormat::WebP);
+        assert!(small.bytes.starts_with(b"RIFF") && &small.bytes[8..12] == b"WEBP");
+        let decoded = webp::Decoder::new(&small.bytes).decode().unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (out.width, out.height));
         assert!(small.bytes.len() < out.bytes.len(), "{name}");
     }
 }
