@@ -51,10 +51,10 @@ fn luma_32(img: &Rgb) -> [f64; N * N] {
         }
     }
     let mut out = [0f64; N * N];
-    for i in 0..N * N {
+    for ((o, s), c) in out.iter_mut().zip(sum).zip(count) {
         // An image smaller than 32 px leaves some cells empty: they stay 0.
-        if count[i] > 0 {
-            out[i] = sum[i] / f64::from(count[i]);
+        if c > 0 {
+            *o = s / f64::from(c);
         }
     }
     out
