@@ -104,7 +104,7 @@ fn png_exif(input: &[u8]) -> Option<Vec<u8>> {
         if kind == b"eXIf" {
             return Some(data.to_vec());
         }
-        at = at + 12 + len;
+        at = at.checked_add(12)?.checked_add(len)?;
     }
     None
 }
