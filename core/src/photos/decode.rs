@@ -155,21 +155,25 @@ pub(crate) fn orient(img: Rgb, o: u8) -> Rgb {
     }
     let (w, h) = (img.width as usize, img.height as usize);
     let (ow, oh) = if o >= 5 { (h, w) } else { (w, h) };
+    // Along an output row the source index moves by a fixed step; `start`
+    // is the source index of the row's first pixel.
+    let (wi, hi) = (w as isize, h as isize);
+    let (start, step): (fn(isize, isize, isize) -> isize, isize) = match o {
+        2 => (|y, w, _| y * w + w - 1, -1),
+        3 => (|y, w, h| (h - 1 - y) * w + w - 1, -1),
+        4 => (|y, w, h| (h - 1 - y) * w, 1),
+        5 => (|y, _, _| y, wi),
+        6 => (|y, w, h| (h - 1) * w + y, -wi),
+        7 => (|y, w, h| (h - 1) * w + w - 1 - y, -wi),
+        _ => (|y, w, _| w - 1 - y, wi), // 8
+    };
     let mut out = vec![0u8; w * h * 3];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (sx, sy) = match o {
-                2 => (w - 1 - x, y),
-                3 => (w - 1 - x, h - 1 - y),
-                4 => (x, h - 1 - y),
-                5 => (y, x),
-                6 => (y, h - 1 - x),
-                7 => (w - 1 - y, h - 1 - x),
-                _ => (w - 1 - y, x), // 8
-            };
-            let s = (sy * w + sx) * 3;
-            let d = (y * ow + x) * 3;
-            out[d..d + 3].copy_from_slice(&img.pixels[s..s + 3]);
+    for (y, row) in out.chunks_exact_mut(ow * 3).enumerate().take(oh) {
+        let mut src = start(y as isize, wi, hi);
+        for px in row.chunks_exact_mut(3) {
+            let s = src as usize * 3;
+            px.copy_from_slice(&img.pixels[s..s + 3]);
+            src += step;
         }
     }
     Rgb {

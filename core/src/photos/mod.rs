@@ -10,7 +10,8 @@
 //!   ─▶ encode     Lanczos3 resize to the long edge (1600) ─▶ orientation applied
 //!                 ─▶ JPEG q80 (small mode: WebP) from pixels only (no
 //!                 EXIF/GPS/XMP/ICC can follow)
-//!   ─▶ phash      64-bit DCT perceptual hash (duplicate-photo checks)
+//!   ─▶ phash      64-bit DCT perceptual hash (duplicate-photo checks), from
+//!                 the preview's pixels (it averages down to 32x32 anyway)
 //!   ─▶ sha256     of the encoded bytes
 //!   = ProcessedPhoto ─▶ seal_photo: HPKE to the insurer, chunked, to a file
 //!                       named by the blob's SHA-256 (the upload's name)
@@ -167,7 +168,6 @@ pub fn process(input: &[u8], options: &PhotoOptions) -> Result<ProcessedPhoto> {
         };
         (encode::jpeg(&upright, settings)?, PhotoFormat::Jpeg)
     };
-    let phash = phash::phash(&upright);
     let (pw, ph) = encode::fit(
         upright.width,
         upright.height,
@@ -179,6 +179,9 @@ pub fn process(input: &[u8], options: &PhotoOptions) -> Result<ProcessedPhoto> {
         ph,
         fast_image_resize::FilterType::Bilinear,
     )?;
+    // The hash averages down to 32x32: the preview's pixels give the same
+    // bits as the full output's at a twentieth of the work.
+    let phash = phash::phash(&preview_pixels);
     let preview = encode::jpeg(
         &preview_pixels,
         encode::JpegSettings {
