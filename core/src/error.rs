@@ -117,6 +117,47 @@ pub enum Error {
         /// The device's first pending `client_seq`.
         next_pending: u64,
     },
+    /// The photo file is larger than [`PhotoLimits::max_file_bytes`](crate::photos::PhotoLimits).
+    #[error("the photo is {bytes} bytes; at most {max} are accepted")]
+    PhotoTooLarge {
+        /// The file's size.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The photo's header claims more pixels, or a longer side, than the
+    /// limits allow; refused before anything was decoded.
+    #[error(
+        "the photo is {width}x{height} pixels; at most {max_pixels} pixels and {max_dimension} per side are accepted"
+    )]
+    PhotoTooManyPixels {
+        /// Width from the header.
+        width: u64,
+        /// Height from the header.
+        height: u64,
+        /// The pixel-count limit.
+        max_pixels: u64,
+        /// The per-side limit.
+        max_dimension: u64,
+    },
+    /// The file is not a JPEG or PNG.
+    #[error("not a photo this app can read (JPEG or PNG expected)")]
+    PhotoUnsupported,
+    /// The photo file is damaged or cut short.
+    #[error("the photo file is damaged: {0}")]
+    PhotoCorrupt(String),
+    /// Sealing a photo to the insurer's key failed.
+    #[error("sealing the photo failed: {0}")]
+    Seal(#[from] glassguard_seal::SealError),
+    /// Writing a photo's sealed file failed.
+    #[error("cannot write the sealed photo {path}: {source}")]
+    PhotoFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored value could not be read back (a bug, or a damaged store).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
@@ -155,6 +196,10 @@ impl Error {
             Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
             Error::NotSignedIn => Some(ErrorCode::Unauthenticated),
             Error::Server { .. } => Some(ErrorCode::Unavailable),
+            Error::PhotoTooLarge { .. } => Some(ErrorCode::PhotoTooLarge),
+            Error::PhotoTooManyPixels { .. } => Some(ErrorCode::PhotoTooManyPixels),
+            Error::PhotoUnsupported => Some(ErrorCode::PhotoUnsupported),
+            Error::PhotoCorrupt(_) => Some(ErrorCode::PhotoCorrupt),
             _ => None,
         }
     }

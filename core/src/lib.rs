@@ -26,6 +26,8 @@
 //! - `outbox`: commands owed to the server, in `client_seq` order.
 //! - `view`: the cached server view and this device's local records.
 //! - `commands`: offline writes (sale, claim draft and submit, job outcome, transition).
+//! - [`photos`]: the photo pipeline (limits, orientation, resize, metadata
+//!   strip, perceptual hash), sealing to the insurer's key, previews.
 //! - [`sync`]: the push / pull engine, triggers, backoff, status.
 //! - `session`: OTP sign-in, tokens, refresh.
 //! - `client` and [`tls`]: HTTP with request ids, trace context, gzip and key pinning.
@@ -44,6 +46,7 @@ pub mod error;
 #[cfg(test)]
 mod mock_server;
 mod outbox;
+pub mod photos;
 mod session;
 mod store;
 pub mod sync;
@@ -68,6 +71,7 @@ pub use backoff::Backoff;
 pub use error::{Error, Result};
 pub use glassguard_protocol as protocol;
 pub use outbox::{OutboxRow, Rejection, RowState};
+pub use photos::{PhotoOptions, PhotoRecord, PhotoTarget};
 pub use store::DbKey;
 pub use sync::{BackgroundOptions, SyncReport, SyncStatus};
 pub use uploads::{UploadProgress, UploadState, UploadStatus, UploadTarget};
@@ -86,6 +90,9 @@ pub struct Config {
     /// SHA-256 of the server certificate's SubjectPublicKeyInfo. When set,
     /// only that key is trusted (see [`tls`]).
     pub pinned_server_key: Option<[u8; 32]>,
+    /// The insurer's X25519 public key, which photos are sealed to. Without
+    /// it the core works but refuses to take photos.
+    pub insurer_public_key: Option<[u8; 32]>,
 }
 
 /// State shared by the core's handle and its background task.
@@ -104,6 +111,8 @@ pub(crate) struct Shared {
     run_lock: tokio::sync::Mutex<()>,
     refresh_lock: tokio::sync::Mutex<()>,
     backoff: Backoff,
+    data_dir: PathBuf,
+    insurer_key: Option<glassguard_seal::PublicKey>,
 }
 
 impl Shared {
@@ -140,6 +149,11 @@ impl Core {
     /// wants a gentler schedule on metered networks).
     pub fn open_with(config: Config, backoff: Backoff) -> Result<Core> {
         let client = client::Client::new(&config.server_url, config.pinned_server_key)?;
+        let insurer_key = config
+            .insurer_public_key
+            .map(|k| glassguard_seal::PublicKey::from_bytes(&k))
+            .transpose()
+            .map_err(|e| Error::Config(format!("insurer_public_key: {e}")))?;
         let store = store::Store::open(&config.data_dir, &config.db_key)?;
         let (device_id, counts, last_success) = store.call_sync(|c| {
             let id = session::device_id(c)?;
@@ -169,6 +183,8 @@ impl Core {
                 run_lock: tokio::sync::Mutex::new(()),
                 refresh_lock: tokio::sync::Mutex::new(()),
                 backoff,
+                data_dir: config.data_dir,
+                insurer_key,
             }),
             background: Mutex::new(None),
         })
@@ -278,6 +294,108 @@ impl Core {
     /// confirmed of the blob's length), oldest first.
     pub async fn uploads(&self) -> Result<Vec<UploadStatus>> {
         self.shared.store.call(|c| uploads::statuses(c)).await
+    }
+
+    // ---- photos ------------------------------------------------------------
+
+    /// Takes a photo (camera JPEG or PNG bytes) as evidence for `target`:
+    /// runs the pipeline on the blocking pool, seals the result to the
+    /// insurer's key into `<data_dir>/sealed/<sha256>`, and stores a preview.
+    /// The unsealed full-size output is not kept. Refused photos fail with
+    /// `photo_*` codes; without an insurer key this is a configuration error.
+    pub async fn add_photo(&self, target: PhotoTarget, bytes: Vec<u8>) -> Result<PhotoRecord> {
+        self.add_photo_with(target, bytes, PhotoOptions::default())
+            .await
+    }
+
+    /// [`Core::add_photo`] with other options (e.g. `small` on a 2G link).
+    #[tracing::instrument(skip_all, fields(target = target.kind()))]
+    pub async fn add_photo_with(
+        &self,
+        target: PhotoTarget,
+        bytes: Vec<u8>,
+        options: PhotoOptions,
+    ) -> Result<PhotoRecord> {
+        let key = self.shared.insurer_key.clone().ok_or_else(|| {
+            Error::Config("no insurer public key: photos cannot be sealed".into())
+        })?;
+        let dir = self.shared.data_dir.join(photos::SEALED_DIR);
+        let (photo, sealed) = tokio::task::spawn_blocking(move || {
+            let photo = photos::process(&bytes, &options)?;
+            let sealed = photos::seal_photo(&photo, &key, &dir)?;
+            Ok::<_, Error>((photo, sealed))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("photo task failed: {e}")))??;
+        let path = sealed.path.clone();
+        let path_text = path
+            .to_str()
+            .ok_or_else(|| Error::Config(format!("{} is not UTF-8", path.display())))?
+            .to_string();
+        // The photo and its upload in one transaction: a photo is never
+        // stored without being queued to go to the insurer.
+        let stored = self
+            .shared
+            .store
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let record = photos::records::insert(&tx, target, &photo, &sealed)?;
+                let sha = protocol::uploads::BlobHash::from_bytes(&sealed.sha256);
+                uploads::enqueue(
+                    &tx,
+                    &sha,
+                    target.upload_target(),
+                    &path_text,
+                    sealed.len,
+                    Some(protocol::uploads::PerceptualHash::new(photo.phash)),
+                )?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await;
+        match stored {
+            Ok(record) => {
+                self.shared.wake.notify_one();
+                Ok(record)
+            }
+            Err(e) => {
+                // No row points at it: the blob would never be uploaded.
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// The photos taken for `target`, oldest first.
+    pub async fn photos(&self, target: PhotoTarget) -> Result<Vec<PhotoRecord>> {
+        self.shared
+            .store
+            .call(move |c| photos::records::for_target(c, target))
+            .await
+    }
+
+    /// A photo's preview (a small JPEG), by its sealed blob's SHA-256.
+    pub async fn photo_preview(&self, sealed_sha256: &str) -> Result<Option<Vec<u8>>> {
+        let key = sealed_sha256.to_owned();
+        self.shared
+            .store
+            .call(move |c| photos::records::preview(c, &key))
+            .await
+    }
+
+    /// Where a sealed photo's blob is (for the upload client); `None` unless
+    /// the name is a lowercase hex SHA-256.
+    pub fn sealed_photo_path(&self, sealed_sha256: &str) -> Option<PathBuf> {
+        let is_name = sealed_sha256.len() == 64
+            && sealed_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        is_name.then(|| {
+            self.shared
+                .data_dir
+                .join(photos::SEALED_DIR)
+                .join(sealed_sha256)
+        })
     }
 
     // ---- the view ----------------------------------------------------------
@@ -469,6 +587,7 @@ mod tests {
             db_key: DbKey::new([0xAA; 32]),
             server_url: mock.url.clone(),
             pinned_server_key: None,
+            insurer_public_key: None,
         })
         .unwrap_err();
         assert!(matches!(err, Error::WrongKey { .. }), "{err:?}");
@@ -584,6 +703,7 @@ mod tests {
                 db_key: DbKey::new([1; 32]),
                 server_url: url.clone(),
                 pinned_server_key: pin,
+                insurer_public_key: None,
             })
             .unwrap()
         };

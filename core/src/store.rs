@@ -131,6 +131,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sha256, kind, target_id)
     ) STRICT;
 "#,
+    // 4: photos taken on this device. The sealed original is a file under
+    // <data_dir>/sealed/ named by its SHA-256 (only the insurer can open it);
+    // here are the preview the user sees and the facts kept from EXIF. Its
+    // upload is a row of `uploads`, written in the same transaction.
+    r#"
+    CREATE TABLE photos (
+        sealed_sha256 TEXT PRIMARY KEY,
+        target_kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        preview BLOB NOT NULL,
+        sealed_len INTEGER NOT NULL,
+        phash TEXT NOT NULL,
+        plain_sha256 TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        captured_at TEXT,
+        device_model TEXT,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX photos_by_target ON photos (target_kind, target_id, created_at);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -635,6 +635,7 @@ pub(crate) mod tests {
                 db_key: key(5),
                 server_url: url.to_owned(),
                 pinned_server_key: None,
+                insurer_public_key: None,
             },
             fast_backoff(),
         )

@@ -338,6 +338,36 @@ fn offset_of(answer: &crate::client::RawAnswer) -> Result<u64> {
         .ok_or_else(|| Error::Protocol("an upload answer without Upload-Offset".into()))
 }
 
+/// Records a blob (a file at `path` of `length` bytes, checked by the
+/// caller) to upload to `target`; the sync runs send it. Run inside the
+/// caller's transaction when the blob belongs to another local write.
+pub(crate) fn enqueue(
+    c: &Connection,
+    sha256: &BlobHash,
+    target: UploadTarget,
+    path: &str,
+    length: u64,
+    phash: Option<PerceptualHash>,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO uploads (sha256, kind, target_id, path, length, state, chunk_size, created_at, phash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) \
+         ON CONFLICT (sha256, kind, target_id) DO UPDATE SET path = excluded.path \
+         WHERE uploads.state = 'pending'",
+        params![
+            sha256.as_str(),
+            target.kind.as_str(),
+            target.id.to_string(),
+            path,
+            length as i64,
+            START_CHUNK as i64,
+            Utc::now().to_rfc3339(),
+            phash.map(|p| p.to_string()),
+        ],
+    )?;
+    Ok(())
+}
+
 impl Shared {
     /// Records a blob to upload; see [`crate::Core::queue_upload`].
     pub(crate) async fn queue_upload(
@@ -363,25 +393,7 @@ impl Shared {
             .ok_or_else(|| Error::Config(format!("{} is not UTF-8", path.display())))?
             .to_string();
         self.store
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO uploads (sha256, kind, target_id, path, length, state, chunk_size, created_at, phash) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) \
-                     ON CONFLICT (sha256, kind, target_id) DO UPDATE SET path = excluded.path \
-                     WHERE uploads.state = 'pending'",
-                    params![
-                        sha256.as_str(),
-                        target.kind.as_str(),
-                        target.id.to_string(),
-                        path_text,
-                        length as i64,
-                        START_CHUNK as i64,
-                        Utc::now().to_rfc3339(),
-                        phash.map(|p| p.to_string()),
-                    ],
-                )?;
-                Ok(())
-            })
+            .call(move |c| enqueue(c, &sha256, target, &path_text, length, phash))
             .await?;
         self.wake.notify_one();
         Ok(())

@@ -755,17 +755,25 @@ pub struct Device {
     pub proxy: Proxy,
     dir: tempfile::TempDir,
     key: [u8; 32],
+    /// The insurer's public key its photos are sealed to.
+    insurer: Option<[u8; 32]>,
     core: Arc<Core>,
     reopened: usize,
 }
 
-fn open_core(dir: &std::path::Path, key: [u8; 32], url: String) -> Result<Core> {
+fn open_core(
+    dir: &std::path::Path,
+    key: [u8; 32],
+    url: String,
+    insurer: Option<[u8; 32]>,
+) -> Result<Core> {
     Core::open_with(
         Config {
             data_dir: dir.to_path_buf(),
             db_key: DbKey::new(key),
             server_url: url,
             pinned_server_key: None,
+            insurer_public_key: insurer,
         },
         test_backoff(),
     )
@@ -781,8 +789,14 @@ impl Device {
         for (i, b) in key.iter_mut().enumerate() {
             *b = (seed as u8).wrapping_add(i as u8).wrapping_mul(31);
         }
-        let core = Arc::new(open_core(dir.path(), key, proxy.url())?);
+        // The sealing key, as the app would fetch it from `GET /v1/keys/sealing`.
+        let insurer = backend
+            .state()
+            .ok()
+            .map(|s| s.insurer_key.public_key().to_bytes());
+        let core = Arc::new(open_core(dir.path(), key, proxy.url(), insurer)?);
         Ok(Device {
+            insurer,
             name: name.to_owned(),
             phone: phone.to_owned(),
             proxy,
@@ -824,7 +838,7 @@ impl Device {
     /// Kills the app (drops the core, aborting anything in flight that holds
     /// no other handle) and opens it again on the same database file and key.
     pub fn kill_and_reopen(&mut self) -> Result<()> {
-        let fresh = open_core(self.dir.path(), self.key, self.proxy.url());
+        let fresh = open_core(self.dir.path(), self.key, self.proxy.url(), self.insurer);
         // Replacing drops the old core; opening first keeps `self` whole if
         // opening fails. SQLite allows the second connection meanwhile.
         self.core = Arc::new(fresh?);
@@ -840,6 +854,7 @@ impl Device {
             proxy,
             dir,
             key,
+            insurer,
             core,
             reopened,
         } = self;
@@ -850,6 +865,7 @@ impl Device {
             proxy,
             dir,
             key,
+            insurer,
             reopened,
         }
     }
@@ -895,6 +911,7 @@ pub struct StoppedDevice {
     pub proxy: Proxy,
     dir: tempfile::TempDir,
     key: [u8; 32],
+    insurer: Option<[u8; 32]>,
     reopened: usize,
 }
 
@@ -911,13 +928,19 @@ impl StoppedDevice {
 
     /// Starts the app again on the same files.
     pub fn reopen(self) -> Result<Device> {
-        let core = Arc::new(open_core(self.dir.path(), self.key, self.proxy.url())?);
+        let core = Arc::new(open_core(
+            self.dir.path(),
+            self.key,
+            self.proxy.url(),
+            self.insurer,
+        )?);
         Ok(Device {
             name: self.name,
             phone: self.phone,
             proxy: self.proxy,
             dir: self.dir,
             key: self.key,
+            insurer: self.insurer,
             core,
             reopened: self.reopened + 1,
         })

@@ -38,6 +38,7 @@ async fn a_pinned_core_talks_to_its_server_and_refuses_one_with_another_key() {
             db_key: DbKey::new([7; 32]),
             server_url: format!("https://{addr}"),
             pinned_server_key: Some(pin),
+            insurer_public_key: None,
         })
         .unwrap()
     };

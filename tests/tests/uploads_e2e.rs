@@ -1,26 +1,28 @@
-//! A real device core uploads a blob through the fault proxy, which cuts
-//! the link several times in the middle of the upload (the server gets part
-//! of a chunk, the device gets no answer) and the app is killed once on the
-//! way. The upload completes; only what the server lacked is sent again
-//! (beyond the chunks that were cut, less than 5 % of the blob); the blob
-//! on the server is byte for byte the device's; and the attach command,
-//! pushed only after the upload was confirmed, puts it on the claim.
-//!
-//! Blobs are arbitrary bytes named by their SHA-256 here: the photo
-//! pipeline seals real photos into such blobs.
+//! A real device core takes a claim photo (a real camera JPEG through the
+//! photo pipeline, sealed to the insurer's key) and uploads it through the
+//! fault proxy, which cuts the link several times in the middle of the
+//! upload (the server gets part of a chunk, the device gets no answer) and
+//! the app is killed once on the way. The upload completes; only what the
+//! server lacked is sent again (beyond the chunks that were cut, less than
+//! 5 % of the blob); the blob on the server is byte for byte the device's
+//! and unseals with the insurer's private key to exactly the photo the
+//! device produced; and the attach command, pushed only after the upload
+//! was confirmed, puts it on the claim with its perceptual hash.
 
 use std::time::Duration;
 
-use glassguard_core::uploads::sha256_file;
-use glassguard_core::{UploadState, UploadTarget};
+use glassguard_core::{PhotoTarget, UploadState};
 use glassguard_e2e::harness::{Backend, Db, Device, STAFF, Team, customer_phone, filed_claim};
 use glassguard_e2e::proxy::Fault;
 use glassguard_protocol::api::Claim;
-use glassguard_protocol::uploads::BlobKind;
-use rand::{RngExt, SeedableRng};
+use glassguard_protocol::uploads::BlobHash;
 
 const PATCH: &str = "PATCH /v1/uploads/";
-const BLOB: usize = 300 * 1024;
+/// A real camera photo (2560 px, with EXIF), from the core's fixtures.
+const PHOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../core/tests/data/photos/boats-2560.jpg"
+);
 
 async fn cut_upload(db: Db) {
     let Some(mut b) = Backend::start(db).await.unwrap() else {
@@ -32,17 +34,6 @@ async fn cut_upload(db: Db) {
     let mut phone = Device::signed_in(&mut b, "customer", &customer, 71)
         .await
         .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("damage-1.sealed");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
-    let bytes: Vec<u8> = (0..BLOB).map(|_| rng.random::<u8>()).collect();
-    std::fs::write(&path, &bytes).unwrap();
-    let sha = sha256_file(&path).await.unwrap();
-    let target = UploadTarget {
-        kind: BlobKind::ClaimPhoto,
-        id: claim.as_uuid(),
-    };
 
     // Cuts in the middle of the second, fourth and fifth chunks: the server
     // gets the head and part of the body, then the link is gone.
@@ -56,11 +47,16 @@ async fn cut_upload(db: Db) {
         phone.proxy.script(PATCH, fault);
     }
     phone.proxy.reset_stats();
-    phone
+    let jpeg = std::fs::read(PHOTO).unwrap();
+    let record = phone
         .core()
-        .queue_upload(path.clone(), sha.clone(), target, None)
+        .add_photo(PhotoTarget::Claim(claim), jpeg)
         .await
         .unwrap();
+    let sha = BlobHash::parse(&record.sealed_sha256).unwrap();
+    let blob_len = record.sealed_len;
+    assert!(blob_len > 100_000, "a real photo: {blob_len} bytes sealed");
+    let bytes = std::fs::read(phone.core().sealed_photo_path(sha.as_str()).unwrap()).unwrap();
     // The UI's progress bar: the upload in flight, as the server confirms it.
     let mut status = phone.core().status();
     let watcher = tokio::spawn(async move {
@@ -87,7 +83,7 @@ async fn cut_upload(db: Db) {
     let _ = first.await;
     let after_first = phone.core().uploads().await.unwrap();
     println!("killed after the first cut: {after_first:?}");
-    assert!(after_first[0].confirmed < BLOB as u64, "killed mid-upload");
+    assert!(after_first[0].confirmed < blob_len, "killed mid-upload");
     phone.kill_and_reopen().unwrap();
     // The old core is gone; so is its status channel.
     let progress = watcher.await.unwrap();
@@ -114,7 +110,7 @@ async fn cut_upload(db: Db) {
     let stats = phone.proxy.stats();
     assert_eq!(phone.proxy.scripted_left(), 0, "every cut happened");
     assert_eq!(stats.requests_cut, 3, "{stats:?}");
-    assert_eq!((up.confirmed, up.length), (BLOB as u64, BLOB as u64));
+    assert_eq!((up.confirmed, up.length), (blob_len, blob_len));
     let resent = up.bytes_sent - up.length;
     // The cut requests' full sizes (heads included) bound the cut chunks.
     let beyond = resent.saturating_sub(stats.request_bytes_cut);
@@ -133,8 +129,25 @@ async fn cut_upload(db: Db) {
     );
 
     // The server's blob is the device's, byte for byte.
-    let stored = b.state().unwrap().blobs.read(&sha).await.unwrap();
+    let state = b.state().unwrap();
+    let stored = state.blobs.read(&sha).await.unwrap();
     assert!(stored == bytes, "the stored blob differs from the device's");
+    // It unseals to exactly the photo the device produced (the device keeps
+    // only that photo's hash, and cannot open the blob itself).
+    let photo = state.insurer_key.open(&stored).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &photo);
+    let plain: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        plain, record.plain_sha256,
+        "the unsealed photo is the device's"
+    );
+    assert!(photo.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let photos = state.store.claim_photos(&claim.as_uuid()).await.unwrap();
+    assert_eq!(
+        photos[0].phash.map(|p| p.bits()),
+        Some(record.phash),
+        "the perceptual hash came with the attach command"
+    );
 
     // The attach command was applied: the claim lists the photo.
     let token = b.sign_in(&customer).await.unwrap();

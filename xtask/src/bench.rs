@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{cargo, run};
+use crate::install::Installer;
+use crate::setup;
 
 /// The variable that tells a bench where to write its JSON.
 pub const OUT_VAR: &str = "GLASSGUARD_BENCH_OUT";
@@ -42,6 +44,12 @@ pub const BENCHES: &[Bench] = &[
         target: "bot",
     },
     Bench {
+        name: "photos",
+        package: "glassguard-core",
+        dir: "core",
+        target: "photos",
+    },
+    Bench {
         name: "sync",
         package: "glassguard-e2e",
         dir: "tests",
@@ -60,6 +68,11 @@ pub fn bench(root: &Path, args: &[OsString]) -> Result<()> {
     let (selected, passthrough) = parse_args(args)?;
     for bench in &selected {
         check_target_exists(root, bench)?;
+    }
+    if selected.iter().any(|b| b.name == "photos") {
+        let mut installer = Installer::new(root);
+        setup::ensure_photos_bench(&mut installer)?;
+        installer.report();
     }
     // The workspace's own target/bench, even when CARGO_TARGET_DIR is elsewhere.
     let out_dir = root.join("target").join("bench");

@@ -9,6 +9,15 @@ use anyhow::Result;
 
 use crate::install::Installer;
 
+/// Debian packages the build and the tests need: `cmake` and `nasm` build
+/// libjpeg-turbo (with its x86 SIMD) for the core's photo pipeline;
+/// `exiftool` checks that photos leave the pipeline without metadata.
+pub const BUILD_APT: &[&str] = &["cmake", "nasm", "libimage-exiftool-perl"];
+
+/// Debian packages the photos benchmark needs: libvips' `vipsthumbnail`, the
+/// tool it races.
+pub const PHOTOS_BENCH_APT: &[&str] = &["libvips-tools"];
+
 /// The target the protocol crate must keep compiling for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
@@ -17,8 +26,13 @@ pub const AARCH64_TARGET: &str = "aarch64-unknown-linux-gnu";
 
 /// Debian packages for the aarch64 run: the cross linker and C compiler
 /// (SQLCipher, vendored OpenSSL and aws-lc build C for the target; OpenSSL's
-/// build also needs perl, which Debian always has) and qemu's user-mode emulator.
-pub const AARCH64_APT: &[&str] = &["gcc-aarch64-linux-gnu", "qemu-user"];
+/// build also needs perl, which Debian always has; libjpeg-turbo is built with
+/// cmake, which probes for a C++ compiler too) and qemu's user-mode emulator.
+pub const AARCH64_APT: &[&str] = &[
+    "gcc-aarch64-linux-gnu",
+    "g++-aarch64-linux-gnu",
+    "qemu-user",
+];
 
 /// The environment that makes `cargo test --target aarch64-unknown-linux-gnu`
 /// cross-link and run its test binaries under qemu.
@@ -32,6 +46,7 @@ pub const AARCH64_ENV: &[(&str, &str)] = &[
         "qemu-aarch64 -L /usr/aarch64-linux-gnu",
     ),
     ("CC_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-gcc"),
+    ("CXX_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-g++"),
 ];
 
 /// Installs what the aarch64 run needs. Only as root (apt needs it); returns
@@ -70,5 +85,14 @@ pub fn ensure(installer: &mut Installer) -> Result<()> {
     }
     installer.python_venv("tus", &[TUSPY])?;
     installer.python_venv("moto", &[MOTO])?;
+    installer.apt_packages(BUILD_APT)?;
+    Ok(())
+}
+
+/// Checks for, and installs if missing (as root), what `cargo xtask bench
+/// photos` needs besides the build's own packages.
+pub fn ensure_photos_bench(installer: &mut Installer) -> Result<()> {
+    installer.apt_packages(BUILD_APT)?;
+    installer.apt_packages(PHOTOS_BENCH_APT)?;
     Ok(())
 }

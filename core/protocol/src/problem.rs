@@ -140,6 +140,15 @@ error_codes! {
     /// A stored blob does not open with the insurer's key (sealed to another
     /// key, or damaged); the device that took it should send it again.
     SealedBlobUnreadable => "sealed_blob_unreadable",
+    /// A photo file is larger than the pipeline accepts.
+    PhotoTooLarge => "photo_too_large",
+    /// A photo's dimensions or pixel count are beyond the limits (a
+    /// decompression bomb, or a panorama far beyond a phone camera's).
+    PhotoTooManyPixels => "photo_too_many_pixels",
+    /// The file is not a JPEG or PNG photo.
+    PhotoUnsupported => "photo_unsupported",
+    /// The photo file is damaged or cut short.
+    PhotoCorrupt => "photo_corrupt",
     /// Something failed on the server; the request id lets support find it.
     Internal => "internal",
     /// A dependency is unavailable; retry later.
