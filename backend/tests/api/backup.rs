@@ -193,9 +193,18 @@ async fn restore_drill(db: Db) {
     let audit_before = audit(app, &admin).await;
     assert!(audit_before.len() > 20, "{}", audit_before.len());
 
-    // Back up while the server runs.
+    // Back up while the server runs, after a signed checkpoint of the audit
+    // chain (one is written every N entries; the story has fewer).
     let state = &app.server.state;
     state.store.flush_audit().await;
+    glassguard_server::audit::write_checkpoint(
+        &state.store,
+        state.blobs.objects(),
+        &app.server.audit_key,
+        state.now(),
+    )
+    .await
+    .unwrap();
     let rows_before = all_rows(&state.settings).await;
     assert!(rows_before.len() > 10, "{}", rows_before.len());
     assert!(rows_before.iter().map(|(_, r)| r.len()).sum::<usize>() > 50);
@@ -231,6 +240,16 @@ async fn restore_drill(db: Db) {
     std::fs::create_dir(&vault).unwrap();
     let key_file = vault.join("master.key");
     std::fs::copy(&state.settings.master_key_file, &key_file).unwrap();
+    // And the audit signing key (a secret too: it is not in the backup).
+    let audit_key_file = vault.join(glassguard_server::audit::KEY_FILE);
+    std::fs::copy(
+        state
+            .settings
+            .data_dir
+            .join(glassguard_server::audit::KEY_FILE),
+        &audit_key_file,
+    )
+    .unwrap();
     let data_dir = state.settings.data_dir.clone();
     let StoryOutcome { app, .. } = story;
     drop(app);
@@ -326,7 +345,12 @@ async fn restore_drill(db: Db) {
     }
 
     // A server on the restored data serves the same policy, claim, photo
-    // and audit log.
+    // and audit log, and the audit chain verifies against its checkpoint.
+    std::fs::copy(
+        &audit_key_file,
+        restored.join(glassguard_server::audit::KEY_FILE),
+    )
+    .unwrap();
     let app = TestApp::spawn_with(Db::Sqlite, |l| {
         l.data_dir = Some(restored.clone());
         l.master_key_file = Some(key_file.clone());
@@ -359,6 +383,17 @@ async fn restore_drill(db: Db) {
             "audit entry lost: {entry}"
         );
     }
+    app.server.state.store.flush_audit().await;
+    let verified = glassguard_server::audit::verify(
+        &app.server.state.store,
+        app.server.state.blobs.objects(),
+        &app.server.audit_key.public_key(),
+    )
+    .await
+    .unwrap()
+    .expect("the restored audit chain verifies");
+    assert!(verified.checkpoints >= 1, "the checkpoint came back too");
+    assert!(verified.entries >= audit_before.len() as i64);
     drop(app);
     if let Some((name, _)) = restored_db {
         drop_pg_database(&name).await;
