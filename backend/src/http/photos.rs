@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use glassguard_protocol::api::Page;
-use glassguard_protocol::uploads::{BlobHash, ClaimPhoto, SealingKey};
+use glassguard_protocol::uploads::{BlobHash, BlobKind, ClaimPhoto, SealingKey};
 use glassguard_protocol::{ClaimId, ErrorCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +24,7 @@ use crate::authz::Action;
 use crate::commands;
 use crate::crypto::SEALING_SUITE;
 use crate::error::{ApiError, ApiResult};
+use crate::store::uploads::attachments_of;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -81,8 +82,14 @@ async fn claim_photo(
 ) -> ApiResult<Response> {
     authorize(&state, &caller, &id).await?;
     let sha256 = BlobHash::parse(&sha256).map_err(|_| ApiError::NotFound)?;
-    let photos = state.store.claim_photos(&id.as_uuid()).await?;
-    if !photos.iter().any(|p| p.sha256 == sha256) {
+    // Only whether the blob is on this claim: not the duplicate search.
+    let mut conn = state.store.reader().acquire().await?;
+    let on_claim = attachments_of(&mut conn, &id.as_uuid())
+        .await?
+        .iter()
+        .any(|(kind, sha, _)| *sha == sha256 && *kind != BlobKind::Document);
+    drop(conn);
+    if !on_claim {
         return Err(ApiError::NotFound);
     }
     let sealed = state

@@ -186,15 +186,8 @@ impl Store {
         owner: &UserId,
         sha256: &BlobHash,
     ) -> Result<Option<UploadRow>> {
-        let r = sqlx::query(
-            "SELECT * FROM uploads WHERE owner_id = $1 AND sha256 = $2 AND state = 'complete' \
-             ORDER BY created_at LIMIT 1",
-        )
-        .bind(owner.to_string())
-        .bind(sha256.as_str().to_string())
-        .fetch_optional(self.reader())
-        .await?;
-        r.as_ref().map(decode).transpose()
+        let mut conn = self.reader().acquire().await?;
+        completed_upload_in(&mut conn, owner, sha256).await
     }
 
     /// Open uploads past their expiry, at most `limit`.
